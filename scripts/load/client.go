@@ -1,0 +1,270 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"math/bits"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// connectTimeout bounds each client's dial, handshake and wait for its
+// greeting.
+const connectTimeout = 15 * time.Second
+
+// shared is what every client of one run reads.
+type shared struct {
+	senders  map[string]int // sender name → sender index; read-only
+	maxSeq   uint64         // no sender sends a higher sequence number
+	sending  atomic.Bool    // the sending phase has begun
+	stopping atomic.Bool    // the run is closing its connections
+}
+
+// client is one line-mode chat session. Its reader goroutine owns the
+// receive statistics until done is closed; its sender, if it is one, owns
+// sent and sendErr.
+type client struct {
+	idx    int
+	name   string
+	run    *shared
+	conn   *ssh.Client
+	stdin  io.Writer
+	stdout io.Reader
+
+	greeted chan error    // the outcome of waiting for "You are NAME"
+	done    chan struct{} // closed when the reader returns
+
+	delivered atomic.Int64 // unique deliveries so far, polled while draining
+
+	latency    histogram  // µs
+	seen       [][]uint64 // seen[sender] bit seq: delivered
+	dups       int64
+	selfEchoes int64
+	foreign    int64 // load-looking lines from unknown senders or sequences
+	leaves     int64 // "has left" seen while sending
+	other      int64 // any other line seen while sending
+	samples    []string
+	notice     string // last "Disconnected..." notice
+	disconnect string // why the session ended before the run closed it
+
+	sent    uint64
+	sendErr error
+}
+
+// maxSamples is how many unexpected lines a client keeps for the report.
+const maxSamples = 3
+
+// connect dials addr as key and starts a line-mode chat session, returning
+// once the server has greeted it.
+func connect(addr string, key clientKey, run *shared, idx int) (*client, error) {
+	raw, err := net.DialTimeout("tcp", addr, connectTimeout)
+	if err != nil {
+		return nil, err
+	}
+	// A stalled handshake fails at the deadline instead of hanging.
+	raw.SetDeadline(time.Now().Add(connectTimeout))
+	cc, chans, reqs, err := ssh.NewClientConn(raw, addr, &ssh.ClientConfig{
+		User: key.name, // ignored by sshchat: the key names the user
+		Auth: []ssh.AuthMethod{ssh.PublicKeys(key.signer)},
+		// A load generator has no known_hosts to check against, and the
+		// server's host key is generated per test directory.
+		HostKeyCallback: ssh.InsecureIgnoreHostKey(),
+	})
+	if err != nil {
+		raw.Close()
+		return nil, fmt.Errorf("handshake: %w", err)
+	}
+	raw.SetDeadline(time.Time{})
+	c := &client{
+		idx:     idx,
+		name:    key.name,
+		run:     run,
+		conn:    ssh.NewClient(cc, chans, reqs),
+		greeted: make(chan error, 1),
+		done:    make(chan struct{}),
+		seen:    make([][]uint64, len(run.senders)),
+	}
+	if err := c.startShell(); err != nil {
+		c.conn.Close()
+		return nil, err
+	}
+	go c.read()
+	timer := time.NewTimer(connectTimeout)
+	defer timer.Stop()
+	select {
+	case err = <-c.greeted:
+	case <-timer.C:
+		err = fmt.Errorf("no greeting within %s", connectTimeout)
+	}
+	if err != nil {
+		c.conn.Close()
+		<-c.done
+		return nil, err
+	}
+	return c, nil
+}
+
+// startShell opens a session without a PTY, which puts sshchat in line mode.
+func (c *client) startShell() error {
+	sess, err := c.conn.NewSession()
+	if err != nil {
+		return fmt.Errorf("session: %w", err)
+	}
+	if c.stdin, err = sess.StdinPipe(); err != nil {
+		return fmt.Errorf("session: %w", err)
+	}
+	if c.stdout, err = sess.StdoutPipe(); err != nil {
+		return fmt.Errorf("session: %w", err)
+	}
+	if err := sess.Shell(); err != nil {
+		return fmt.Errorf("shell: %w", err)
+	}
+	return nil
+}
+
+// read consumes the session's output until it ends: first the scrollback
+// and greeting, then deliveries and events.
+func (c *client) read() {
+	defer close(c.done)
+	sc := bufio.NewScanner(c.stdout)
+	sc.Buffer(make([]byte, 0, 4096), 64<<10)
+	greeted := false
+	var last string // before the greeting: the last line that was not scrollback
+	for sc.Scan() {
+		line := sc.Bytes()
+		if greeted {
+			c.handle(line, time.Now())
+			continue
+		}
+		if name, ok := bytes.CutPrefix(line, []byte("You are ")); ok {
+			greeted = true
+			if string(name) != c.name {
+				c.greeted <- fmt.Errorf("greeted as %q, want %q: is allowed_keys the one in -keys-dir?", name, c.name)
+			} else {
+				c.greeted <- nil
+			}
+		} else if !isScrollback(line) {
+			last = string(line)
+		}
+	}
+	end := "connection closed"
+	if err := sc.Err(); err != nil {
+		end = err.Error()
+	}
+	switch {
+	case !greeted && last != "":
+		c.greeted <- fmt.Errorf("%s before the greeting; server said %q", end, last)
+	case !greeted:
+		c.greeted <- errors.New(end + " before the greeting")
+	case c.run.stopping.Load():
+	case c.notice != "":
+		c.disconnect = c.notice
+	default:
+		c.disconnect = end
+	}
+}
+
+// isScrollback reports whether line is a replayed message, "HH:MM ...".
+func isScrollback(line []byte) bool {
+	return len(line) > 6 && line[2] == ':' && line[5] == ' ' &&
+		isDigit(line[0]) && isDigit(line[1]) && isDigit(line[3]) && isDigit(line[4])
+}
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
+
+// handle counts one line received after the greeting.
+func (c *client) handle(line []byte, now time.Time) {
+	from, seq, sent, ok := parseDelivery(line)
+	if !ok {
+		c.handleOther(line)
+		return
+	}
+	s, known := c.run.senders[string(from)]
+	switch {
+	case !known || seq > c.run.maxSeq:
+		c.foreign++
+		return
+	case string(from) == c.name:
+		c.selfEchoes++
+		return
+	}
+	word, bit := int(seq/64), seq%64
+	for len(c.seen[s]) <= word {
+		c.seen[s] = append(c.seen[s], 0)
+	}
+	if c.seen[s][word]&(1<<bit) != 0 {
+		c.dups++
+		return
+	}
+	c.seen[s][word] |= 1 << bit
+	c.latency.record(uint64(max(now.UnixNano()-sent, 0) / 1e3))
+	c.delivered.Add(1)
+}
+
+// handleOther notes events and notices; only those seen while sending are
+// of interest: arrivals are expected before, departures after.
+func (c *client) handleOther(line []byte) {
+	if bytes.HasPrefix(line, []byte("Disconnected")) {
+		c.notice = string(line)
+	}
+	if !c.run.sending.Load() || c.run.stopping.Load() {
+		return
+	}
+	if bytes.HasSuffix(line, []byte(" has left")) {
+		c.leaves++
+		return
+	}
+	c.other++
+	if len(c.samples) < maxSamples {
+		c.samples = append(c.samples, string(line))
+	}
+}
+
+// deliveredBelow counts the distinct messages seen from sender s with
+// sequence numbers below n.
+func (c *client) deliveredBelow(s int, n uint64) uint64 {
+	var count uint64
+	for w, word := range c.seen[s] {
+		switch lo := uint64(w) * 64; {
+		case lo >= n:
+			return count
+		case lo+64 > n:
+			word &= 1<<(n-lo) - 1
+		}
+		count += uint64(bits.OnesCount64(word))
+	}
+	return count
+}
+
+// send sends load messages every interval from start until end.
+func (c *client) send(start time.Time, interval time.Duration, end time.Time) {
+	time.Sleep(time.Until(start))
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	stop := time.NewTimer(time.Until(end))
+	defer stop.Stop()
+	buf := make([]byte, 0, 64)
+	for seq := uint64(0); seq <= c.run.maxSeq; seq++ {
+		now := time.Now()
+		if !now.Before(end) {
+			return
+		}
+		buf = appendMessage(buf[:0], seq, now.UnixNano())
+		if _, err := c.stdin.Write(buf); err != nil {
+			c.sendErr = err
+			return
+		}
+		c.sent = seq + 1
+		select {
+		case <-tick.C:
+		case <-stop.C:
+			return
+		}
+	}
+}

@@ -1,0 +1,147 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// The keys directory holds clients.keys, one hex-encoded ed25519 seed per
+// line (line i is client i), and allowed_keys, the matching authorized_keys
+// lines named loadNNNN for the server's -keys flag. Seeds rather than
+// OpenSSH PEM files keep a thousand keys one small file that loads in
+// milliseconds.
+const (
+	clientKeysFile  = "clients.keys"
+	allowedKeysFile = "allowed_keys"
+)
+
+// clientKey is one load client's identity.
+type clientKey struct {
+	name   string
+	signer ssh.Signer
+}
+
+// clientName is the chat name of client i.
+func clientName(i int) string { return fmt.Sprintf("load%04d", i) }
+
+// keySet is what ensureKeys found and wrote.
+type keySet struct {
+	keys           []clientKey // every key in the file, at least as many as asked for
+	generated      int         // keys added by this call
+	allowedChanged bool        // allowed_keys was (re)written
+	keysPath       string
+	allowedPath    string
+}
+
+// ensureKeys makes sure dir holds at least n client keys, reusing those
+// already there, and that dir/allowed_keys allows all of them. It rewrites
+// allowed_keys only if its content changes, since a running server reloads
+// it on every change.
+func ensureKeys(dir string, n int) (*keySet, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("keys: %w", err)
+	}
+	ks := &keySet{keysPath: filepath.Join(dir, clientKeysFile), allowedPath: filepath.Join(dir, allowedKeysFile)}
+	seeds, err := readSeeds(ks.keysPath)
+	if err != nil {
+		return nil, err
+	}
+	if len(seeds) < n {
+		for len(seeds) < n {
+			seed := make([]byte, ed25519.SeedSize)
+			if _, err := rand.Read(seed); err != nil {
+				return nil, fmt.Errorf("keys: %w", err)
+			}
+			seeds = append(seeds, seed)
+			ks.generated++
+		}
+		var buf bytes.Buffer
+		for _, s := range seeds {
+			buf.WriteString(hex.EncodeToString(s))
+			buf.WriteByte('\n')
+		}
+		if err := writeFileAtomic(ks.keysPath, buf.Bytes(), 0o600); err != nil {
+			return nil, fmt.Errorf("keys: %w", err)
+		}
+	}
+
+	var allowed bytes.Buffer
+	for i, seed := range seeds {
+		signer, err := ssh.NewSignerFromKey(ed25519.NewKeyFromSeed(seed))
+		if err != nil {
+			return nil, fmt.Errorf("keys: %s line %d: %w", ks.keysPath, i+1, err)
+		}
+		k := clientKey{name: clientName(i), signer: signer}
+		ks.keys = append(ks.keys, k)
+		allowed.Write(bytes.TrimSuffix(ssh.MarshalAuthorizedKey(signer.PublicKey()), []byte("\n")))
+		allowed.WriteString(" " + k.name + "\n")
+	}
+	old, err := os.ReadFile(ks.allowedPath)
+	if err != nil && !os.IsNotExist(err) {
+		return nil, fmt.Errorf("keys: %w", err)
+	}
+	if !bytes.Equal(old, allowed.Bytes()) {
+		// Atomic, so the watching server never reads half a file.
+		if err := writeFileAtomic(ks.allowedPath, allowed.Bytes(), 0o644); err != nil {
+			return nil, fmt.Errorf("keys: %w", err)
+		}
+		ks.allowedChanged = true
+	}
+	return ks, nil
+}
+
+// readSeeds reads a clients.keys file; a missing file holds no seeds.
+func readSeeds(path string) ([][]byte, error) {
+	data, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("keys: %w", err)
+	}
+	var seeds [][]byte
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for n := 1; sc.Scan(); n++ {
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
+			continue
+		}
+		seed := make([]byte, ed25519.SeedSize)
+		if len(line) != hex.EncodedLen(ed25519.SeedSize) {
+			return nil, fmt.Errorf("keys: %s line %d: want %d hex digits (an ed25519 seed), got %d characters", path, n, hex.EncodedLen(ed25519.SeedSize), len(line))
+		}
+		if _, err := hex.Decode(seed, line); err != nil {
+			return nil, fmt.Errorf("keys: %s line %d: %w", path, n, err)
+		}
+		seeds = append(seeds, seed)
+	}
+	return seeds, sc.Err()
+}
+
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name()) // fails harmlessly once renamed
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(perm); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}

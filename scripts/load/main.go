@@ -1,0 +1,100 @@
+// Command load is an end-to-end load generator for the sshchat server.
+//
+// It connects N line-mode clients over real SSH, has the first S of them
+// send timestamped messages at a fixed rate, and reports connect rate,
+// delivery counts, losses, latency percentiles and, given the server's pid,
+// its memory per idle session and CPU per delivery.
+//
+//	go run ./scripts/load -keys-dir DIR -write-keys     # then start the server with -keys DIR/allowed_keys
+//	go run ./scripts/load -keys-dir DIR -n 1000 -senders 20 -pid PID
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	var cfg config
+	fs := flag.NewFlagSet("load", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.addr, "addr", "127.0.0.1:2222", "server address")
+	fs.IntVar(&cfg.clients, "n", 100, "clients to connect")
+	fs.IntVar(&cfg.senders, "senders", 10, "how many of the clients (the first ones) send")
+	fs.Float64Var(&cfg.rate, "rate", 1, "messages per second per sender")
+	fs.DurationVar(&cfg.duration, "duration", 10*time.Second, "length of the sending phase")
+	fs.DurationVar(&cfg.drain, "drain", 2*time.Second, "longest wait for in-flight deliveries after the senders stop")
+	fs.IntVar(&cfg.dialConcurrency, "dial-concurrency", 64, "connections being set up at once")
+	fs.IntVar(&cfg.pid, "pid", 0, "server process id, to report its RSS and CPU (Linux /proc)")
+	keysDir := fs.String("keys-dir", "", "directory for the client keys and the allowed_keys file the server should use (required)")
+	writeOnly := fs.Bool("write-keys", false, "only write the client keys and allowed_keys, then exit")
+	jsonPath := fs.String("json", "", "also write the report as JSON to this file (- for stdout)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if err := cfg.validate(*keysDir); err != nil {
+		fmt.Fprintf(stderr, "load: %v\n", err)
+		return 2
+	}
+
+	ks, err := ensureKeys(*keysDir, cfg.clients)
+	if err != nil {
+		fmt.Fprintf(stderr, "load: %v\n", err)
+		return 1
+	}
+	if ks.generated > 0 || ks.allowedChanged {
+		fmt.Fprintf(stderr, "load: %d keys in %s (%d new); wrote %s\n", len(ks.keys), ks.keysPath, ks.generated, ks.allowedPath)
+	}
+	if *writeOnly {
+		return 0
+	}
+	if ks.allowedChanged {
+		// A running server picks the new file up by watching it; give it a
+		// moment rather than fail the first logins.
+		fmt.Fprintf(stderr, "load: waiting %s for the server to reload %s\n", reloadWait, ks.allowedPath)
+		time.Sleep(reloadWait)
+	}
+	cfg.keys = ks.keys[:cfg.clients]
+
+	rep := runLoad(cfg, stderr)
+	rep.writeSummary(stdout)
+	if *jsonPath != "" {
+		if err := writeJSON(*jsonPath, rep, stdout); err != nil {
+			fmt.Fprintf(stderr, "load: %v\n", err)
+			return 1
+		}
+	}
+	if rep.Connect.Connected == 0 {
+		return 1
+	}
+	return 0
+}
+
+// reloadWait is how long a run that changed allowed_keys waits before
+// connecting.
+const reloadWait = time.Second
+
+func writeJSON(path string, rep *report, stdout io.Writer) error {
+	data, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	data = append(data, '\n')
+	if path == "-" {
+		_, err = stdout.Write(data)
+		return err
+	}
+	return os.WriteFile(path, data, 0o644)
+}
