@@ -1,0 +1,325 @@
+package sshchat
+
+import (
+	"bufio"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	gossh "golang.org/x/crypto/ssh"
+)
+
+// The integration tests run a real Server on a loopback listener and talk to
+// it with real x/crypto/ssh clients.
+
+const waitLimit = 5 * time.Second
+
+// allowList is an Authorizer the tests can change while the server runs.
+type allowList struct {
+	mu    sync.Mutex
+	names map[string]string // key wire bytes -> name
+}
+
+func (a *allowList) Lookup(key gossh.PublicKey) (string, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	name, ok := a.names[string(key.Marshal())]
+	return name, ok
+}
+
+func (a *allowList) set(key gossh.PublicKey, name string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if name == "" {
+		delete(a.names, string(key.Marshal()))
+	} else {
+		a.names[string(key.Marshal())] = name
+	}
+}
+
+type testServer struct {
+	*Server
+	addr  string
+	allow *allowList
+	t     *testing.T
+}
+
+func newSigner(t testing.TB) gossh.Signer {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := gossh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// startServer runs a server with the default config, changed by tweak.
+func startServer(t *testing.T, tweak func(*Config)) *testServer {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.HostKey = newSigner(t)
+	allow := &allowList{names: map[string]string{}}
+	cfg.Auth = allow
+	cfg.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	cfg.Rate = 0 // tests send quickly; the rate test turns it on
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	srv, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+		defer cancel()
+		srv.Shutdown(ctx)
+		if err := <-served; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return &testServer{Server: srv, addr: l.Addr().String(), allow: allow, t: t}
+}
+
+// testWriter sends server logs to the test log, shown on failure.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Logf("server: %s", strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// user registers a new key under name and returns its signer.
+func (ts *testServer) user(name string) gossh.Signer {
+	s := newSigner(ts.t)
+	ts.allow.set(s.PublicKey(), name)
+	return s
+}
+
+// dial connects and authenticates with the given auth methods.
+func (ts *testServer) dial(auth ...gossh.AuthMethod) (*gossh.Client, error) {
+	return ts.dialConfig(&gossh.ClientConfig{Auth: auth})
+}
+
+// dialConfig connects with cfg, filling in what every test needs.
+func (ts *testServer) dialConfig(cfg *gossh.ClientConfig) (*gossh.Client, error) {
+	cfg.User = "ignored"
+	cfg.HostKeyCallback = gossh.FixedHostKey(ts.cfg.HostKey.PublicKey())
+	cfg.Timeout = waitLimit
+	return gossh.Dial("tcp", ts.addr, cfg)
+}
+
+// chatter is one chat session seen from the client side.
+type chatter struct {
+	t       *testing.T
+	client  *gossh.Client
+	session *gossh.Session
+	stdin   io.WriteCloser
+	lines   chan string // what the server sends, line by line, closed at EOF
+	raw     chan []byte // for PTY sessions: raw output chunks
+	pending string      // raw output read but not yet matched
+	stop    chan struct{}
+}
+
+// stopReading makes the client stop reading its session output, as a stuck
+// or vanished peer would: the server's writes then block once the SSH
+// window is full.
+func (c *chatter) stopReading() { close(c.stop) }
+
+// join connects signer in line mode (no PTY) and waits for the greeting.
+func (ts *testServer) join(signer gossh.Signer) *chatter {
+	ts.t.Helper()
+	c := ts.open(signer, false)
+	c.skipUntil("You are ")
+	return c
+}
+
+// open connects and starts a shell, with a PTY if pty is set.
+func (ts *testServer) open(signer gossh.Signer, pty bool) *chatter {
+	t := ts.t
+	t.Helper()
+	client, err := ts.dial(gossh.PublicKeys(signer))
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	t.Cleanup(func() { client.Close() })
+	return startChat(t, client, pty)
+}
+
+func startChat(t *testing.T, client *gossh.Client, pty bool) *chatter {
+	t.Helper()
+	return startChatWith(t, client, pty, nil)
+}
+
+// startChatWith starts a chat session after sending env requests.
+func startChatWith(t *testing.T, client *gossh.Client, pty bool, env map[string]string) *chatter {
+	t.Helper()
+	sess, err := client.NewSession()
+	if err != nil {
+		t.Fatalf("new session: %v", err)
+	}
+	for k, v := range env {
+		if err := sess.Setenv(k, v); err != nil {
+			t.Fatalf("env %s refused: %v", k, err)
+		}
+	}
+	stdin, err := sess.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := sess.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pty {
+		if err := sess.RequestPty("xterm-256color", 24, 80, gossh.TerminalModes{}); err != nil {
+			t.Fatalf("pty: %v", err)
+		}
+	}
+	if err := sess.Shell(); err != nil {
+		t.Fatalf("shell: %v", err)
+	}
+	c := &chatter{t: t, client: client, session: sess, stdin: stdin, lines: make(chan string, 1024), raw: make(chan []byte, 1024), stop: make(chan struct{})}
+	go func() {
+		defer close(c.lines)
+		if pty {
+			defer close(c.raw)
+			buf := make([]byte, 4096)
+			for {
+				n, err := stdout.Read(buf)
+				if n > 0 {
+					c.raw <- append([]byte(nil), buf[:n]...)
+				}
+				if err != nil {
+					return
+				}
+			}
+		}
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(make([]byte, 64<<10), 4<<20)
+		for sc.Scan() {
+			select {
+			case c.lines <- sc.Text():
+			case <-c.stop:
+				return
+			}
+		}
+	}()
+	return c
+}
+
+func (c *chatter) say(text string) {
+	c.t.Helper()
+	if _, err := io.WriteString(c.stdin, text+"\n"); err != nil {
+		c.t.Fatalf("say %q: %v", text, err)
+	}
+}
+
+// next returns the next line the server sent, failing the test after
+// waitLimit.
+func (c *chatter) next() string {
+	c.t.Helper()
+	select {
+	case line, ok := <-c.lines:
+		if !ok {
+			c.t.Fatalf("session ended while waiting for a line")
+		}
+		return line
+	case <-time.After(waitLimit):
+		c.t.Fatalf("no line within %v", waitLimit)
+	}
+	return ""
+}
+
+// expect fails unless the next lines are exactly want, in order.
+func (c *chatter) expect(want ...string) {
+	c.t.Helper()
+	for _, w := range want {
+		if got := c.next(); got != w {
+			c.t.Fatalf("got line %q, want %q", got, w)
+		}
+	}
+}
+
+// skipUntil reads lines until one starts with prefix and returns it.
+func (c *chatter) skipUntil(prefix string) string {
+	c.t.Helper()
+	for {
+		if line := c.next(); strings.HasPrefix(line, prefix) {
+			return line
+		}
+	}
+}
+
+// expectEnd fails unless the server ends the session, after any lines in
+// want.
+func (c *chatter) expectEnd(want ...string) {
+	c.t.Helper()
+	c.expect(want...)
+	select {
+	case line, ok := <-c.lines:
+		if ok {
+			c.t.Fatalf("got line %q, want the session to end", line)
+		}
+	case <-time.After(waitLimit):
+		c.t.Fatalf("session still open after %v", waitLimit)
+	}
+}
+
+// leave ends the session from the client side (EOF on its input).
+func (c *chatter) leave() {
+	c.t.Helper()
+	c.stdin.Close()
+	for range c.lines {
+	}
+}
+
+func contextWithTimeout(d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), d)
+}
+
+// readUntil reads a PTY session's raw output until it contains want, and
+// returns everything read since the previous call.
+func (c *chatter) readUntil(want string) string {
+	c.t.Helper()
+	timeout := time.After(waitLimit)
+	for !strings.Contains(c.pending, want) {
+		select {
+		case chunk, ok := <-c.raw:
+			if !ok {
+				c.t.Fatalf("session ended before %q; got %q", want, c.pending)
+			}
+			c.pending += string(chunk)
+		case <-timeout:
+			c.t.Fatalf("no %q within %v; got %q", want, waitLimit, c.pending)
+		}
+	}
+	i := strings.Index(c.pending, want) + len(want)
+	out := c.pending[:i]
+	c.pending = c.pending[i:]
+	return out
+}
+
+// typeKeys sends keystrokes as they are, without a newline.
+func (c *chatter) typeKeys(keys string) {
+	c.t.Helper()
+	if _, err := io.WriteString(c.stdin, keys); err != nil {
+		c.t.Fatalf("type %q: %v", keys, err)
+	}
+}
