@@ -52,6 +52,7 @@ type client struct {
 	samples    []string
 	notice     string // last "Disconnected..." notice
 	disconnect string // why the session ended before the run closed it
+	idleLoss   bool   // it ended before the sending phase
 
 	sent    uint64
 	sendErr error
@@ -164,9 +165,9 @@ func (c *client) read() {
 		c.greeted <- errors.New(end + " before the greeting")
 	case c.run.stopping.Load():
 	case c.notice != "":
-		c.disconnect = c.notice
+		c.disconnect, c.idleLoss = c.notice, !c.run.sending.Load()
 	default:
-		c.disconnect = end
+		c.disconnect, c.idleLoss = end, !c.run.sending.Load()
 	}
 }
 

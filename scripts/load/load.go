@@ -192,6 +192,9 @@ func runLoad(cfg config, log io.Writer) *report {
 		}
 		if c.disconnect != "" {
 			rep.Disconnects.Count++
+			if c.idleLoss {
+				rep.Disconnects.BeforeSending++
+			}
 			disconnects.add(c.disconnect, c.name)
 		}
 	}

@@ -54,11 +54,12 @@ type latencyReport struct {
 }
 
 type disconnectReport struct {
-	Count        int      `json:"count"` // sessions that ended before the run closed them
-	Samples      []string `json:"samples,omitempty"`
-	Leaves       int64    `json:"leaves_seen"` // "has left" lines received while sending
-	OtherLines   int64    `json:"other_lines"` // other unexpected lines received while sending
-	OtherSamples []string `json:"other_samples,omitempty"`
+	Count         int      `json:"count"`          // sessions that ended before the run closed them
+	BeforeSending int      `json:"before_sending"` // of which before the sending phase, yet counted in expected
+	Samples       []string `json:"samples,omitempty"`
+	Leaves        int64    `json:"leaves_seen"` // "has left" lines received while sending
+	OtherLines    int64    `json:"other_lines"` // other unexpected lines received while sending
+	OtherSamples  []string `json:"other_samples,omitempty"`
 }
 
 type serverReport struct {
@@ -107,7 +108,7 @@ func (r *report) writeSummary(w io.Writer) {
 	l := r.Latency
 	p("latency ms    p50 %.2f  p95 %.2f  p99 %.2f  max %.2f", l.P50, l.P95, l.P99, l.Max)
 	d := r.Disconnects
-	p("disconnects   %d (%d 'has left' and %d other unexpected lines while sending)", d.Count, d.Leaves, d.OtherLines)
+	p("disconnects   %d, %d of them before sending (%d 'has left' and %d other unexpected lines while sending)", d.Count, d.BeforeSending, d.Leaves, d.OtherLines)
 	list(d.Samples)
 	list(d.OtherSamples)
 	if v := r.Server; v != nil {

@@ -1,0 +1,94 @@
+package sshchat
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	gossh "golang.org/x/crypto/ssh"
+
+	"sshchat/keys"
+)
+
+// The allowed keys file, watched by a running server: keys added with
+// keys.Add can log in, removed keys are disconnected, a broken file changes
+// nothing. This is the wiring main.go does.
+func TestAllowedKeysFileHotReload(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "allowed_keys")
+	alice, bob := newSigner(t), newSigner(t)
+	if _, err := keys.Add(path, "alice", alice.PublicKey()); err != nil {
+		t.Fatal(err)
+	}
+	store := keys.NewStore(path)
+	if err := store.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	ts := startServer(t, func(c *Config) { c.Auth = store })
+
+	reloaded := make(chan struct{}, 16)
+	ctx, cancel := context.WithCancel(context.Background())
+	watching := make(chan error, 1)
+	go func() {
+		watching <- store.Watch(ctx, func(_, _ *keys.Set) {
+			ts.Revalidate()
+			reloaded <- struct{}{}
+		})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-watching; err != nil {
+			t.Errorf("Watch: %v", err)
+		}
+	})
+	waitReload := func() {
+		t.Helper()
+		select {
+		case <-reloaded:
+		case <-time.After(waitLimit):
+			t.Fatal("file change not picked up")
+		}
+	}
+
+	a := ts.join(alice)
+	if c, err := ts.dial(gossh.PublicKeys(bob)); err == nil {
+		c.Close()
+		t.Fatal("bob logged in before being added")
+	}
+
+	if _, err := keys.Add(path, "bob", bob.PublicKey()); err != nil {
+		t.Fatal(err)
+	}
+	waitReload()
+	b := ts.join(bob)
+	a.expect("bob has arrived")
+
+	// A broken edit keeps the previous keys and drops no one.
+	good, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, append(good, "ssh-ed25519 garbage carol\n"...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Reload(); err == nil {
+		t.Fatal("broken file reloaded without error")
+	}
+	if err := os.WriteFile(path, good, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b.say("still here")
+	a.expect("bob: still here")
+
+	if _, err := keys.Remove(path, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	waitReload()
+	b.expectEnd("Your key was removed from the allowed keys; goodbye.")
+	a.expect("bob has left")
+	if c, err := ts.dial(gossh.PublicKeys(bob)); err == nil {
+		c.Close()
+		t.Fatal("removed key still logs in")
+	}
+}
