@@ -14,6 +14,8 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/http"
+	_ "net/http/pprof" // for -pprof
 	"os"
 	"os/signal"
 	"os/user"
@@ -73,6 +75,7 @@ func serve(args []string, stderr io.Writer, getenv func(string) string) int {
 	hostKeyPath := fs.String("host-key", envOr(getenv, "SSHCHAT_HOST_KEY", "keys/host_ed25519"), "host private key, created if missing (env SSHCHAT_HOST_KEY)")
 	shutdownGrace := fs.Duration("shutdown-grace", 5*time.Second, "how long a shutdown waits for sessions to close")
 	debug := fs.Bool("debug", false, "log debug messages")
+	pprofAddr := fs.String("pprof", "", "serve net/http/pprof on this address, e.g. 127.0.0.1:6060 (off if empty)")
 	fs.IntVar(&cfg.MaxLine, "max-line", cfg.MaxLine, "longest chat line in bytes; longer lines are refused")
 	fs.IntVar(&cfg.QueueLen, "queue", cfg.QueueLen, "messages queued per client before it is disconnected as too slow")
 	fs.IntVar(&cfg.History, "history", cfg.History, "public messages replayed to a user who joins")
@@ -103,6 +106,9 @@ func serve(args []string, stderr io.Writer, getenv func(string) string) int {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	slog.SetDefault(log) // package keys logs reloads through the default logger
 	cfg.Logger = log
+	if *pprofAddr != "" {
+		go func() { log.Error("pprof server stopped", "err", http.ListenAndServe(*pprofAddr, nil)) }()
+	}
 	if err := serveUntilSignal(*addr, *keysPath, *hostKeyPath, *shutdownGrace, cfg, log, getenv); err != nil {
 		log.Error("sshchat stopped", "err", err)
 		return 1

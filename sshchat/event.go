@@ -31,9 +31,13 @@ type event struct {
 
 func newEvent(kind eventKind, from, text string, at time.Time) *event {
 	ev := &event{kind: kind, from: from, text: text, at: at}
-	ev.line = ev.render(nil, lineMode)
+	ev.line = ev.render(make([]byte, 0, len(from)+len(text)+lineOverhead), lineMode)
 	return ev
 }
+
+// lineOverhead is room for the decoration a rendered line adds to the name
+// and text, so that rendering allocates once.
+const lineOverhead = 24
 
 func noticeEvent(text string) *event {
 	return newEvent(eventNotice, "", text, time.Time{})
@@ -44,7 +48,7 @@ func noticeEvent(text string) *event {
 func (ev *event) replay() *event {
 	r := *ev
 	r.isReplay = true
-	r.line = r.render(nil, lineMode)
+	r.line = r.render(make([]byte, 0, len(r.from)+len(r.text)+lineOverhead), lineMode)
 	return &r
 }
 

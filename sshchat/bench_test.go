@@ -1,0 +1,186 @@
+package sshchat
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"runtime"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	gossh "golang.org/x/crypto/ssh"
+)
+
+// BenchmarkBroadcast measures the broadcaster alone: one sender, n clients
+// whose queues are drained by plain goroutines. Reported per delivery (one
+// message reaching one client). The sender waits for every client to drain
+// each batch, so no queue overflows and every message is delivered.
+func BenchmarkBroadcast(b *testing.B) {
+	const batch = 128 // half the default queue
+	for _, n := range []int{10, 100, 1000} {
+		b.Run(fmt.Sprintf("clients=%d", n), func(b *testing.B) {
+			r := newRoom(roomOptions{}, time.Now)
+			defer r.Close("bye")
+			sender := &client{name: "sender", out: make(chan *event, 2*batch)}
+			r.entering <- sender
+			go func() {
+				for range sender.out {
+				}
+			}()
+			drained := make([]chan struct{}, n-1)
+			for i := range drained {
+				cli := &client{name: fmt.Sprint("c", i), out: make(chan *event, 2*batch)}
+				drained[i] = make(chan struct{}, b.N/batch+1)
+				go func() {
+					got := 0
+					for ev := range cli.out {
+						if ev.kind != eventChat {
+							continue
+						}
+						if got++; got%batch == 0 || got == b.N {
+							drained[i] <- struct{}{}
+						}
+					}
+				}()
+				r.entering <- cli
+			}
+			msg := message{from: sender, text: "hello, everyone"}
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			b.ResetTimer()
+			for i := 1; i <= b.N; i++ {
+				r.messages <- msg
+				if i%batch == 0 || i == b.N {
+					for _, d := range drained {
+						<-d
+					}
+				}
+			}
+			b.StopTimer()
+			runtime.ReadMemStats(&after)
+			deliveries := float64(b.N) * float64(n-1)
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/deliveries, "ns/delivery")
+			b.ReportMetric(float64(after.Mallocs-before.Mallocs)/deliveries, "allocs/delivery")
+		})
+	}
+}
+
+// BenchmarkEndToEnd measures the whole server over real SSH on loopback: one
+// sender, n-1 line-mode receivers, all in this process. The CPU figure is
+// the process's, so it includes the clients' decryption.
+func BenchmarkEndToEnd(b *testing.B) {
+	for _, n := range []int{10, 100} {
+		b.Run(fmt.Sprintf("clients=%d", n), func(b *testing.B) { benchEndToEnd(b, n) })
+	}
+}
+
+func benchEndToEnd(b *testing.B, n int) {
+	srv, addr, stop := benchServer(b)
+	defer stop()
+	receivers := make([]*bufio.Scanner, n-1)
+	var senderIn io.Writer
+	for i := range n {
+		signer := newSigner(b)
+		srv.cfg.Auth.(*allowList).set(signer.PublicKey(), fmt.Sprint("u", i))
+		client, err := gossh.Dial("tcp", addr, &gossh.ClientConfig{
+			User: "bench", Auth: []gossh.AuthMethod{gossh.PublicKeys(signer)},
+			HostKeyCallback: gossh.InsecureIgnoreHostKey(),
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer client.Close()
+		sess, err := client.NewSession()
+		if err != nil {
+			b.Fatal(err)
+		}
+		out, _ := sess.StdoutPipe()
+		in, _ := sess.StdinPipe()
+		if err := sess.Shell(); err != nil {
+			b.Fatal(err)
+		}
+		sc := bufio.NewScanner(out)
+		for sc.Scan() && sc.Text() != fmt.Sprint("You are u", i) {
+		}
+		if i == 0 {
+			senderIn = in
+			go func() {
+				for sc.Scan() {
+				}
+			}()
+			continue
+		}
+		receivers[i-1] = sc
+	}
+	// Receivers acknowledge each line; the sender stays within window
+	// lines of the slowest so that nobody's queue overflows.
+	const window = 64
+	acks := make([]chan struct{}, len(receivers))
+	var done sync.WaitGroup
+	for i, sc := range receivers {
+		acks[i] = make(chan struct{}, b.N)
+		done.Add(1)
+		go func() {
+			defer done.Done()
+			for got := 0; got < b.N && sc.Scan(); {
+				if len(sc.Bytes()) > 3 && string(sc.Bytes()[:3]) == "u0:" {
+					got++
+					acks[i] <- struct{}{}
+				}
+			}
+		}()
+	}
+	line := []byte("the quick brown fox jumps over the lazy dog\n")
+	acked := make([]int, len(receivers))
+	cpu0 := cpuTime()
+	b.ResetTimer()
+	for i := range b.N {
+		for r := range receivers {
+			for ; acked[r] < i-window; acked[r]++ {
+				<-acks[r]
+			}
+		}
+		if _, err := senderIn.Write(line); err != nil {
+			b.Fatal(err)
+		}
+	}
+	done.Wait()
+	b.StopTimer()
+	deliveries := float64(b.N) * float64(n-1)
+	b.ReportMetric(deliveries/b.Elapsed().Seconds(), "deliveries/s")
+	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/deliveries, "µs-cpu/delivery")
+}
+
+func benchServer(b *testing.B) (*Server, string, func()) {
+	b.Helper()
+	cfg := DefaultConfig()
+	cfg.HostKey = newSigner(b)
+	cfg.Auth = &allowList{names: map[string]string{}}
+	cfg.Rate, cfg.MaxConnsPerIP, cfg.History = 0, 0, 0
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	srv, err := New(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go srv.Serve(l)
+	return srv, l.Addr().String(), func() {
+		ctx, cancel := contextWithTimeout(waitLimit)
+		defer cancel()
+		srv.Shutdown(ctx)
+	}
+}
+
+// cpuTime is the process's user+system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
