@@ -7,11 +7,8 @@ import (
 
 func TestCommands(t *testing.T) {
 	ts := startServer(t, nil)
-	a := ts.join(ts.user("alice"))
-	b := ts.join(ts.user("bob"))
-	c := ts.join(ts.user("carol"))
-	a.expect("bob has arrived", "carol has arrived")
-	b.expect("carol has arrived")
+	cs := ts.joinAll("alice", "bob", "carol")
+	a, b, c := cs[0], cs[1], cs[2]
 
 	a.say("/help")
 	if got := a.next(); !strings.HasPrefix(got, "Commands") {

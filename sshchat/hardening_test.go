@@ -90,9 +90,8 @@ func sendRequest(s *gossh.Session, name string, payload []byte) error {
 
 func TestHostileBytesAreStripped(t *testing.T) {
 	ts := startServer(t, nil)
-	a := ts.join(ts.user("mallory"))
-	b := ts.join(ts.user("victim"))
-	a.expect("victim has arrived")
+	cs := ts.joinAll("mallory", "victim")
+	a, b := cs[0], cs[1]
 	payloads := []struct{ in, want string }{
 		{"\x1b[2J\x1b[Hcleared your screen", "cleared your screen"},
 		{"copy \x1b]52;c;cm0gLXJmIH4K\x07this", "copy this"},
@@ -115,9 +114,8 @@ func TestHostileBytesAreStripped(t *testing.T) {
 
 func TestLongLines(t *testing.T) {
 	ts := startServer(t, func(c *Config) { c.MaxLine = 64 })
-	a := ts.join(ts.user("alice"))
-	b := ts.join(ts.user("bob"))
-	a.expect("bob has arrived")
+	cs := ts.joinAll("alice", "bob")
+	a, b := cs[0], cs[1]
 
 	a.say(strings.Repeat("x", 65))
 	a.expect("That line was longer than 64 bytes and was not sent.")
@@ -135,9 +133,8 @@ func TestLongLines(t *testing.T) {
 
 func TestRateLimit(t *testing.T) {
 	ts := startServer(t, func(c *Config) { c.Rate, c.Burst = 0.001, 3 })
-	a := ts.join(ts.user("alice"))
-	b := ts.join(ts.user("bob"))
-	a.expect("bob has arrived")
+	cs := ts.joinAll("alice", "bob")
+	a, b := cs[0], cs[1]
 	for i := range 10 {
 		a.say(fmt.Sprint("flood ", i))
 	}
@@ -149,6 +146,33 @@ func TestRateLimit(t *testing.T) {
 	a.say("/quit")
 	a.expectEnd()
 	b.expect("alice has left")
+}
+
+// A client cycling through keys (an agent full of them, or someone
+// guessing) is cut off after -max-auth-tries failures on one connection.
+func TestMaxAuthTries(t *testing.T) {
+	ts := startServer(t, func(c *Config) { c.MaxAuthTries = 3 })
+	good := ts.user("alice")
+	withUnknown := func(n int) gossh.AuthMethod {
+		var signers []gossh.Signer
+		for range n {
+			signers = append(signers, newSigner(t))
+		}
+		return gossh.PublicKeys(append(signers, good)...)
+	}
+	c, err := ts.dial(withUnknown(2))
+	if err != nil {
+		t.Fatalf("2 unknown keys before the right one: %v", err)
+	}
+	c.Close()
+	c, err = ts.dial(withUnknown(10))
+	if err == nil {
+		c.Close()
+		t.Fatal("10 unknown keys before the right one: logged in")
+	}
+	if !strings.Contains(err.Error(), "too many authentication failures") {
+		t.Fatalf("err = %v, want too many authentication failures", err)
+	}
 }
 
 func TestConnectionLimits(t *testing.T) {
@@ -297,12 +321,8 @@ func TestSlowClientIsDropped(t *testing.T) {
 		c.QueueLen, c.History = 64, 0
 		c.WriteTimeout = 500 * time.Millisecond
 	})
-	slow := ts.join(ts.user("slow"))
-	r1 := ts.join(ts.user("reader1"))
-	r2 := ts.join(ts.user("reader2"))
-	sender := ts.join(ts.user("sender"))
-	r1.skipUntil("sender has arrived")
-	r2.skipUntil("sender has arrived")
+	cs := ts.joinAll("slow", "reader1", "reader2", "sender")
+	slow, r1, r2, sender := cs[0], cs[1], cs[2], cs[3]
 	slow.stopReading()
 	if others := flood(t, sender, 3000, 32, r1, r2); !slices.Contains(others, "slow has left") {
 		t.Fatalf("slow client not dropped; reader saw %q", others)
@@ -316,10 +336,8 @@ func TestVanishedClientIsFreed(t *testing.T) {
 		c.QueueLen, c.History = 4000, 0
 		c.WriteTimeout = 300 * time.Millisecond
 	})
-	gone := ts.join(ts.user("gone"))
-	r := ts.join(ts.user("reader"))
-	sender := ts.join(ts.user("sender"))
-	r.skipUntil("sender has arrived")
+	cs := ts.joinAll("gone", "reader", "sender")
+	gone, r, sender := cs[0], cs[1], cs[2]
 	gone.stopReading()
 	flood(t, sender, 3000, 1000, r)
 	r.skipUntil("gone has left")
@@ -327,9 +345,8 @@ func TestVanishedClientIsFreed(t *testing.T) {
 
 func TestHalfCloseStillDelivers(t *testing.T) {
 	ts := startServer(t, nil)
-	b := ts.join(ts.user("bob"))
-	a := ts.join(ts.user("alice"))
-	b.expect("alice has arrived")
+	cs := ts.joinAll("bob", "alice")
+	b, a := cs[0], cs[1]
 	// Like `echo hi | ssh -T host`: send, then EOF; the line is delivered
 	// and alice's session ends cleanly with whatever was queued for her.
 	a.say("hi")
@@ -343,9 +360,8 @@ func TestHalfCloseStillDelivers(t *testing.T) {
 
 func TestDroppedMidLine(t *testing.T) {
 	ts := startServer(t, nil)
-	b := ts.join(ts.user("bob"))
-	a := ts.join(ts.user("alice"))
-	b.expect("alice has arrived")
+	cs := ts.joinAll("bob", "alice")
+	b, a := cs[0], cs[1]
 	a.typeKeys("half a li")
 	a.client.Close()
 	b.skipUntil("alice has left")

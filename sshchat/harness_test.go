@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
 	gossh "golang.org/x/crypto/ssh"
 )
 
@@ -65,8 +66,11 @@ func newSigner(t testing.TB) gossh.Signer {
 }
 
 // startServer runs a server with the default config, changed by tweak.
+// Its cleanup shuts the server down and checks that every goroutine started
+// since has ended (clients are closed first: cleanups run last-in first-out).
 func startServer(t *testing.T, tweak func(*Config)) *testServer {
 	t.Helper()
+	preexisting := goleak.IgnoreCurrent()
 	cfg := DefaultConfig()
 	cfg.HostKey = newSigner(t)
 	allow := &allowList{names: map[string]string{}}
@@ -93,6 +97,7 @@ func startServer(t *testing.T, tweak func(*Config)) *testServer {
 		if err := <-served; err != nil {
 			t.Errorf("Serve: %v", err)
 		}
+		goleak.VerifyNone(t, preexisting)
 	})
 	return &testServer{Server: srv, addr: l.Addr().String(), allow: allow, t: t}
 }
@@ -148,6 +153,21 @@ func (ts *testServer) join(signer gossh.Signer) *chatter {
 	c := ts.open(signer, false)
 	c.skipUntil("You are ")
 	return c
+}
+
+// joinAll registers and joins each name in order, in line mode, and reads
+// the arrival notices, so every session returned is caught up.
+func (ts *testServer) joinAll(names ...string) []*chatter {
+	ts.t.Helper()
+	var cs []*chatter
+	for _, name := range names {
+		c := ts.join(ts.user(name))
+		for _, earlier := range cs {
+			earlier.expect(name + " has arrived")
+		}
+		cs = append(cs, c)
+	}
+	return cs
 }
 
 // open connects and starts a shell, with a PTY if pty is set.

@@ -51,11 +51,11 @@ func TestChatRoundTrip(t *testing.T) {
 
 func TestSameUserTwoSessions(t *testing.T) {
 	ts := startServer(t, nil)
-	alice, bob := ts.user("alice"), ts.user("bob")
+	alice := ts.user("alice")
 	a1 := ts.join(alice)
 	a2 := ts.join(alice)
 	a1.expect("alice has arrived")
-	b := ts.join(bob)
+	b := ts.join(ts.user("bob"))
 	a1.expect("bob has arrived")
 	a2.expect("bob has arrived")
 
