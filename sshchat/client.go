@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 
 	gossh "golang.org/x/crypto/ssh"
 	"golang.org/x/term"
@@ -44,35 +45,60 @@ type output interface {
 
 // writeLoop drains cli.out to w until the broadcaster closes it, coalescing
 // whatever is queued into one write per wake-up: for a busy room that is one
-// SSH packet for many lines instead of one per line.
-func (cli *client) writeLoop(w output) error {
-	var buf []byte
+// SSH packet for many lines instead of one per line. Meanwhile it passes the
+// session's channel requests to answer.
+func (cli *client) writeLoop(w output, reqs <-chan *gossh.Request, answer func(*gossh.Request)) error {
 	st := w.style()
-	for ev := range cli.out {
-		buf = ev.appendTo(buf[:0], st)
-	batch:
-		for len(buf) < maxBatch {
-			select {
-			case ev, ok := <-cli.out:
-				if !ok {
-					break batch
-				}
-				buf = ev.appendTo(buf, st)
-			default:
-				break batch
+	for {
+		var ev *event
+		select {
+		case req, ok := <-reqs:
+			if !ok {
+				reqs = nil // the channel is closing; the reader sees that too
+			} else {
+				answer(req)
 			}
+			continue
+		case e, ok := <-cli.out:
+			if !ok {
+				if cli.hangup.notice != "" {
+					return w.write(noticeEvent(cli.hangup.notice).appendTo(nil, st))
+				}
+				return nil
+			}
+			ev = e
 		}
-		if err := w.write(buf); err != nil {
+		if err := cli.writeBatch(w, st, ev); err != nil {
 			return err
 		}
-		if cap(buf) > maxBatch {
-			buf = nil // a burst is over; don't keep its buffer per idle session
+	}
+}
+
+// batchBuffers are the buffers writers coalesce output in, shared so that
+// an idle session holds none.
+var batchBuffers = sync.Pool{New: func() any { return new([]byte) }}
+
+// writeBatch writes ev and whatever else is queued behind it, up to
+// maxBatch, in one write.
+func (cli *client) writeBatch(w output, st style, ev *event) error {
+	bp := batchBuffers.Get().(*[]byte)
+	buf := ev.appendTo((*bp)[:0], st)
+	for len(buf) < maxBatch {
+		select {
+		case ev, ok := <-cli.out:
+			if ok {
+				buf = ev.appendTo(buf, st)
+				continue
+			}
+			// Closed: writeLoop sees that on its next receive.
+		default:
 		}
+		break
 	}
-	if cli.hangup.notice != "" {
-		return w.write(noticeEvent(cli.hangup.notice).appendTo(nil, st))
-	}
-	return nil
+	err := w.write(buf)
+	*bp = buf
+	batchBuffers.Put(bp)
+	return err
 }
 
 // appendTo appends ev rendered in st: for line mode, the shared bytes

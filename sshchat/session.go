@@ -31,74 +31,73 @@ type sessionSetup struct {
 	term    string
 	size    window
 	noColor bool
-
-	started chan struct{} // closed when the shell request is accepted
-	ended   chan struct{} // closed when the channel's requests end
-	resize  chan window   // latest window-change, closed when requests end
+	started bool // the shell request was accepted
 }
 
-// serveRequests answers a session channel's requests for as long as the
-// channel lives. It never blocks on the session: window changes are handed
-// over latest-wins.
-func serveRequests(reqs <-chan *gossh.Request, setup *sessionSetup) {
-	defer close(setup.ended)
-	defer close(setup.resize)
-	started := false
-	for req := range reqs {
-		ok := false
-		switch req.Type {
-		case "pty-req":
-			var p struct {
-				Term                string
-				Columns, Rows, W, H uint32
-				Modes               string
-			}
-			if !started && !setup.pty && gossh.Unmarshal(req.Payload, &p) == nil {
-				setup.pty, setup.term, ok = true, p.Term, true
-				setup.size = window{int(p.Columns), int(p.Rows)}
-			}
-		case "env":
-			var kv struct{ Name, Value string }
-			if !started && gossh.Unmarshal(req.Payload, &kv) == nil && allowedEnv[kv.Name] {
-				ok = true
-				if kv.Name == "NO_COLOR" && kv.Value != "" {
-					setup.noColor = true
-				}
-			}
-		case "shell":
-			if !started {
-				started, ok = true, true
-				close(setup.started)
-			}
-		case "window-change":
-			var w struct{ Columns, Rows, W, H uint32 }
-			if setup.pty && gossh.Unmarshal(req.Payload, &w) == nil {
-				ok = true
-				offerLatest(setup.resize, window{int(w.Columns), int(w.Rows)})
+// answer replies to one session channel request. Before the shell starts it
+// records the PTY and environment; afterwards only window changes are taken,
+// passed to resize. Everything else (exec, subsystem, x11-req,
+// auth-agent-req, signal, break) is refused.
+func (setup *sessionSetup) answer(req *gossh.Request, resize func(window)) {
+	ok := false
+	switch req.Type {
+	case "pty-req":
+		var p struct {
+			Term                string
+			Columns, Rows, W, H uint32
+			Modes               string
+		}
+		if !setup.started && !setup.pty && gossh.Unmarshal(req.Payload, &p) == nil {
+			setup.pty, setup.term, ok = true, p.Term, true
+			setup.size = window{int(p.Columns), int(p.Rows)}
+		}
+	case "env":
+		var kv struct{ Name, Value string }
+		if !setup.started && gossh.Unmarshal(req.Payload, &kv) == nil && allowedEnv[kv.Name] {
+			ok = true
+			if kv.Name == "NO_COLOR" && kv.Value != "" {
+				setup.noColor = true
 			}
 		}
-		// Everything else (exec, subsystem, x11-req, auth-agent-req, signal,
-		// break) is refused.
-		if req.WantReply {
-			req.Reply(ok, nil)
+	case "shell":
+		ok = !setup.started
+		setup.started = true
+	case "window-change":
+		var w struct{ Columns, Rows, W, H uint32 }
+		if setup.pty && gossh.Unmarshal(req.Payload, &w) == nil {
+			ok = true
+			setup.size = window{int(w.Columns), int(w.Rows)}
+			if resize != nil {
+				resize(setup.size)
+			}
 		}
+	}
+	if req.WantReply {
+		req.Reply(ok, nil)
 	}
 }
 
-// offerLatest puts v in the one-slot channel c, replacing any value not yet
-// taken.
-func offerLatest[T any](c chan T, v T) {
-	for {
+// awaitShell answers the channel's requests until the client starts its
+// shell, and reports whether it did within the login grace.
+func (s *Server) awaitShell(ctx gliderssh.Context, ch gossh.Channel, reqs <-chan *gossh.Request) (*sessionSetup, bool) {
+	setup := &sessionSetup{}
+	grace := time.NewTimer(s.cfg.LoginGrace)
+	defer grace.Stop()
+	for !setup.started {
 		select {
-		case c <- v:
-			return
-		default:
-		}
-		select {
-		case <-c:
-		default:
+		case req, ok := <-reqs:
+			if !ok {
+				return nil, false
+			}
+			setup.answer(req, nil)
+		case <-grace.C:
+			fmt.Fprintln(ch.Stderr(), "sshchat: no shell requested; run ssh without a command.")
+			return nil, false
+		case <-ctx.Done():
+			return nil, false
 		}
 	}
+	return setup, true
 }
 
 // handleSession is the gliderlabs ChannelHandler for "session" channels.
@@ -124,19 +123,8 @@ func (s *Server) handleSession(_ *gliderssh.Server, conn *gossh.ServerConn, newC
 		return
 	}
 	defer ch.Close()
-	setup := &sessionSetup{started: make(chan struct{}), ended: make(chan struct{}), resize: make(chan window, 1)}
-	go serveRequests(reqs, setup)
-
-	grace := time.NewTimer(s.cfg.LoginGrace)
-	defer grace.Stop()
-	select {
-	case <-setup.started:
-	case <-grace.C:
-		fmt.Fprintln(ch.Stderr(), "sshchat: no shell requested; run ssh without a command.")
-		return
-	case <-setup.ended:
-		return
-	case <-ctx.Done():
+	setup, ok := s.awaitShell(ctx, ch, reqs)
+	if !ok {
 		return
 	}
 	gc.loggedIn()
@@ -144,7 +132,7 @@ func (s *Server) handleSession(_ *gliderssh.Server, conn *gossh.ServerConn, newC
 	log := s.log.With("user", id.name, "key", gossh.FingerprintSHA256(id.key), "remote", conn.RemoteAddr().String())
 	log.Info("login", "pty", setup.pty)
 	start := time.Now()
-	status := s.chat(ch, conn, setup, id, log)
+	status := s.chat(ch, reqs, conn, setup, id, log)
 	log.Info("logout", "after", time.Since(start).Round(time.Second).String())
 	ch.SendRequest("exit-status", false, gossh.Marshal(struct{ Status uint32 }{status}))
 }
@@ -173,8 +161,10 @@ func identityOf(conn *gossh.ServerConn) (identity, error) {
 type lineSource interface{ ReadLine() (string, error) }
 
 // chat runs one session in the room until the user leaves or is
-// disconnected, and returns the session's exit status.
-func (s *Server) chat(ch gossh.Channel, conn *gossh.ServerConn, setup *sessionSetup, id identity, log *slog.Logger) uint32 {
+// disconnected, and returns the session's exit status. The session's writer
+// goroutine also answers its channel requests from now on, which saves a
+// goroutine per session and makes it the terminal's only resizer.
+func (s *Server) chat(ch gossh.Channel, reqs <-chan *gossh.Request, conn *gossh.ServerConn, setup *sessionSetup, id identity, log *slog.Logger) uint32 {
 	cli := &client{name: id.name, key: id.key, out: make(chan *event, s.cfg.QueueLen)}
 	watchdog := time.AfterFunc(time.Hour, func() {
 		log.Warn("write timed out; closing connection", "timeout", s.cfg.WriteTimeout)
@@ -182,17 +172,14 @@ func (s *Server) chat(ch gossh.Channel, conn *gossh.ServerConn, setup *sessionSe
 	})
 	watchdog.Stop()
 	var (
-		out   output
-		lines lineSource
+		out    output
+		lines  lineSource
+		resize func(window)
 	)
 	if setup.pty {
 		tr := newTerminalReader(ch, "["+id.name+"] ", s.cfg.MaxLine, s.room.Names)
-		tr.t.SetSize(setup.size.width, setup.size.height)
-		go func() {
-			for w := range setup.resize {
-				tr.t.SetSize(w.width, w.height)
-			}
-		}()
+		resize = func(w window) { tr.t.SetSize(w.width, w.height) }
+		resize(setup.size)
 		out = &terminalOutput{t: tr.t, watched: watched{watchdog, s.cfg.WriteTimeout}, colors: colorsWanted(setup)}
 		lines = tr
 	} else {
@@ -203,7 +190,7 @@ func (s *Server) chat(ch gossh.Channel, conn *gossh.ServerConn, setup *sessionSe
 	writerDone := make(chan struct{})
 	go func() {
 		defer close(writerDone)
-		if err := cli.writeLoop(out); err != nil {
+		if err := cli.writeLoop(out, reqs, func(req *gossh.Request) { setup.answer(req, resize) }); err != nil {
 			// The connection is broken: close it so the reader stops too,
 			// then discard output until the room lets the client go.
 			log.Debug("write failed", "err", err)
