@@ -89,6 +89,7 @@ func serve(args []string, stderr io.Writer, getenv func(string) string) int {
 	fs.DurationVar(&cfg.LoginGrace, "login-grace", cfg.LoginGrace, "time from connecting to a started chat session")
 	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", cfg.WriteTimeout, "time one write to a client may take before it is disconnected")
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", cfg.IdleTimeout, "disconnect sessions silent this long (0 = never)")
+	fs.Float64Var(&cfg.AuthLogRate, "auth-log-rate", cfg.AuthLogRate, "log records per second about refused connections and logins; the rest are counted (0 = log all)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0

@@ -116,12 +116,13 @@ func (r *Room) do(fn func()) bool {
 	}
 }
 
-// Close tells every client why the room is closing, disconnects them all and
-// stops the broadcaster.
+// Close tells every client why the room is closing, disconnects them all
+// (without announcing each departure to the others) and stops the
+// broadcaster.
 func (r *Room) Close(reason string) {
 	r.do(func() {
 		for cli := range r.clients {
-			r.drop(cli, hangup{notice: reason, closeConn: true})
+			r.remove(cli, hangup{notice: reason, closeConn: true})
 		}
 		r.closed = true
 	})
@@ -187,9 +188,15 @@ func (r *Room) join(cli *client) {
 	r.broadcast(r.newEvent(eventJoin, cli.name, ""), cli)
 }
 
-// drop removes cli from the room, closes its queue (its writer then says why
-// and hangs up) and announces the departure.
+// drop removes cli from the room and announces the departure.
 func (r *Room) drop(cli *client, why hangup) {
+	r.remove(cli, why)
+	r.broadcast(r.newEvent(eventLeave, cli.name, ""), nil)
+}
+
+// remove takes cli out of the room and closes its queue; its writer then
+// says why and hangs up.
+func (r *Room) remove(cli *client, why hangup) {
 	delete(r.clients, cli)
 	cli.hangup = why
 	close(cli.out)
@@ -197,7 +204,6 @@ func (r *Room) drop(cli *client, why hangup) {
 	if u.sessions--; u.sessions == 0 {
 		delete(r.users, cli.name)
 	}
-	r.broadcast(r.newEvent(eventLeave, cli.name, ""), nil)
 }
 
 // flushDropped drops the clients whose queues overflowed during fan-out.

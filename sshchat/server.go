@@ -46,6 +46,7 @@ type Config struct {
 	LoginGrace         time.Duration // from connect to a started chat session (required > 0)
 	WriteTimeout       time.Duration // for one write to a client (required > 0)
 	IdleTimeout        time.Duration // disconnect a session this long without a line; 0 = never
+	AuthLogRate        float64       // log records per second about refused connections and logins; 0 = all
 }
 
 // DefaultConfig returns the defaults documented in the README.
@@ -63,6 +64,7 @@ func DefaultConfig() Config {
 		MaxAuthTries:       6,
 		LoginGrace:         10 * time.Second,
 		WriteTimeout:       10 * time.Second,
+		AuthLogRate:        20,
 	}
 }
 
@@ -74,8 +76,8 @@ func (c *Config) validate() error {
 		return errors.New("no authorizer")
 	case c.MaxLine <= 0 || c.QueueLen <= 0 || c.LoginGrace <= 0 || c.WriteTimeout <= 0:
 		return errors.New("max line, queue length, login grace and write timeout must be positive")
-	case c.History < 0 || c.Rate < 0 || c.Burst < 0:
-		return errors.New("history, rate and burst must not be negative")
+	case c.History < 0 || c.Rate < 0 || c.Burst < 0 || c.AuthLogRate < 0:
+		return errors.New("history, rate, burst and auth log rate must not be negative")
 	case c.History+1 > c.QueueLen:
 		// The joiner's replay and greeting are queued at once.
 		return fmt.Errorf("queue length %d must exceed history %d", c.QueueLen, c.History)
@@ -87,6 +89,7 @@ func (c *Config) validate() error {
 type Server struct {
 	cfg   Config
 	log   *slog.Logger
+	noisy *throttledLog // for what unauthenticated peers can trigger at will
 	room  *Room
 	ssh   *gliderssh.Server
 	conns connLimiter
@@ -126,7 +129,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger}
+	s := &Server{cfg: cfg, log: cfg.Logger, noisy: newThrottledLog(cfg.Logger, cfg.AuthLogRate)}
 	s.conns = connLimiter{max: cfg.MaxConns, maxPerIP: cfg.MaxConnsPerIP, perIP: make(map[string]int)}
 	s.room = newRoom(roomOptions{
 		history:    cfg.History,
@@ -238,7 +241,7 @@ func (s *Server) knownKey(ctx gliderssh.Context, key gliderssh.PublicKey) bool {
 	if _, ok := s.cfg.Auth.Lookup(key); ok {
 		return true
 	}
-	s.log.Info("auth refused", "reason", "unknown key", "key", gossh.FingerprintSHA256(key), "remote", ctx.RemoteAddr().String())
+	s.noisy.log(slog.LevelInfo, "auth refused", "reason", "unknown key", "key", gossh.FingerprintSHA256(key), "remote", ctx.RemoteAddr().String())
 	return false
 }
 
@@ -261,7 +264,7 @@ func (s *Server) verifiedKey(_ gossh.ConnMetadata, key gossh.PublicKey, _ *gossh
 }
 
 func (s *Server) handshakeFailed(conn net.Conn, err error) {
-	s.log.Info("handshake failed", "remote", conn.RemoteAddr().String(), "err", err)
+	s.noisy.log(slog.LevelInfo, "handshake failed", "remote", conn.RemoteAddr().String(), "err", err)
 }
 
 // guardedConnKey is the context key of a connection's *guardedConn.
@@ -275,12 +278,12 @@ const guardedConnKey contextKey = "sshchat-conn"
 func (s *Server) acceptConn(ctx gliderssh.Context, conn net.Conn) net.Conn {
 	ip := remoteIP(conn.RemoteAddr())
 	if why := s.conns.acquire(ip); why != "" {
-		s.log.Warn("connection refused", "reason", why, "remote", conn.RemoteAddr().String())
+		s.noisy.log(slog.LevelWarn, "connection refused", "reason", why, "remote", conn.RemoteAddr().String())
 		return nil
 	}
 	gc := &guardedConn{Conn: conn, release: func() { s.conns.release(ip) }}
 	gc.grace = time.AfterFunc(s.cfg.LoginGrace, func() {
-		s.log.Info("login grace expired", "remote", conn.RemoteAddr().String(), "grace", s.cfg.LoginGrace)
+		s.noisy.log(slog.LevelInfo, "login grace expired", "remote", conn.RemoteAddr().String(), "grace", s.cfg.LoginGrace)
 		conn.Close() // the handshake or session wait fails, and gc is closed
 	})
 	ctx.SetValue(guardedConnKey, gc)
@@ -357,4 +360,33 @@ func (l *connLimiter) release(ip string) {
 	if l.perIP[ip]--; l.perIP[ip] == 0 {
 		delete(l.perIP, ip)
 	}
+}
+
+// throttledLog rate-limits log records that anyone can cause without
+// authenticating (refused connections and keys, failed handshakes), so that
+// an attack cannot fill the disk or spend the server's CPU on logging. The
+// next record it lets through says how many it dropped.
+type throttledLog struct {
+	logger     *slog.Logger
+	limit      *rate.Limiter // nil: log everything
+	suppressed atomic.Int64
+}
+
+func newThrottledLog(log *slog.Logger, perSecond float64) *throttledLog {
+	t := &throttledLog{logger: log}
+	if perSecond > 0 {
+		t.limit = rate.NewLimiter(rate.Limit(perSecond), int(max(perSecond, 1)))
+	}
+	return t
+}
+
+func (t *throttledLog) log(level slog.Level, msg string, args ...any) {
+	if t.limit != nil && !t.limit.Allow() {
+		t.suppressed.Add(1)
+		return
+	}
+	if n := t.suppressed.Swap(0); n > 0 {
+		args = append(args, "suppressed_before", n)
+	}
+	t.logger.Log(context.Background(), level, msg, args...)
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -237,5 +238,22 @@ func expectClosed(t *testing.T, conn net.Conn) {
 	conn.SetReadDeadline(time.Now().Add(waitLimit))
 	if _, err := io.Copy(io.Discard, conn); err != nil {
 		t.Fatalf("connection not closed by the server: %v", err)
+	}
+}
+
+func TestThrottledLog(t *testing.T) {
+	var buf strings.Builder
+	tl := newThrottledLog(slog.New(slog.NewTextHandler(&buf, nil)), 0.001) // one record, then none for ages
+	for i := range 5 {
+		tl.log(slog.LevelInfo, "refused", "n", i)
+	}
+	if got := strings.Count(buf.String(), "msg=refused"); got != 1 {
+		t.Fatalf("%d records logged, want 1:\n%s", got, buf.String())
+	}
+	tl.limit.SetBurstAt(time.Now(), 1) // let one more through
+	tl.limit.SetLimit(1e9)
+	tl.log(slog.LevelInfo, "refused", "n", 5)
+	if !strings.Contains(buf.String(), "suppressed_before=4") {
+		t.Fatalf("suppressed count not reported:\n%s", buf.String())
 	}
 }

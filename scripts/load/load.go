@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +21,9 @@ type config struct {
 	drain           time.Duration
 	dialConcurrency int
 	pid             int
+	attackers       int
+	attackMode      attackMode
+	attackNice      int
 	keys            []clientKey
 }
 
@@ -37,6 +41,10 @@ func (c *config) validate(keysDir string) error {
 		return errors.New("-duration must be positive and -drain not negative")
 	case c.dialConcurrency < 1:
 		return errors.New("-dial-concurrency must be at least 1")
+	case c.attackers < 0:
+		return errors.New("-attackers must not be negative")
+	case c.attackNice < -20 || c.attackNice > 19:
+		return errors.New("-attack-nice must be from -20 to 19")
 	}
 	// So that a small -n works without also lowering -senders.
 	c.senders = min(c.senders, c.clients)
@@ -124,17 +132,36 @@ func runLoad(cfg config, log io.Writer) *report {
 		}
 	}
 	fmt.Fprintf(log, "load: %d senders sending %g/s each for %s\n", len(senders), cfg.rate, cfg.duration)
+	if cfg.attackers > 0 {
+		fmt.Fprintf(log, "load: meanwhile %d attackers (%s)\n", cfg.attackers, cfg.attackMode)
+	}
 	run.sending.Store(true)
 	srv.sample("send")
 	self.sample("send")
 	start = time.Now()
 	end := start.Add(cfg.duration)
+	sending, stopSending := context.WithDeadline(context.Background(), end)
+	lag := startLagProbe(sending)
+	var at *attackProcess
+	if cfg.attackers > 0 {
+		var err error
+		if at, err = startAttackProcess(sending, cfg.addr, cfg.attackMode, cfg.attackers, cfg.attackNice, log); err != nil {
+			rep.Attack = &attackReport{Mode: cfg.attackMode.String(), Attackers: cfg.attackers, Error: err.Error()}
+		}
+	}
 	for j, c := range senders {
 		offset := interval * time.Duration(j) / time.Duration(len(senders))
 		wg.Go(func() { c.send(start.Add(offset), interval, end) })
 	}
 	wg.Wait()
 	sendWall := time.Since(start)
+	stopSending()
+	if at != nil {
+		rep.Attack = at.wait(end)
+		rep.Attack.Mode, rep.Attack.Attackers = cfg.attackMode.String(), cfg.attackers
+		fmt.Fprintf(log, "load: attackers stopped %.0f ms after the sending phase\n", rep.Attack.StopSeconds*1e3)
+	}
+	lagHist := <-lag
 
 	// 4. Drain: until every expected delivery arrived, or -drain is up.
 	var sent uint64
@@ -211,7 +238,37 @@ func runLoad(cfg config, log io.Writer) *report {
 	}
 	rep.Server = srv.report(rep, rep.Send.Delivered)
 	rep.Tool = self.toolReport(rep.Send.Delivered)
+	rep.Tool.SchedLagP99MS, rep.Tool.SchedLagMaxMS = msec(lagHist.percentile(99)), msec(lagHist.max)
 	return rep
+}
+
+// lagTick is how often the lag probe sets a timer.
+const lagTick = 5 * time.Millisecond
+
+// startLagProbe measures, until ctx is done, how late this process's
+// timers fire, in µs: a stand-in for how long a reader goroutine with a
+// line to read waits for a CPU.
+func startLagProbe(ctx context.Context) <-chan *histogram {
+	out := make(chan *histogram, 1)
+	go func() {
+		h := new(histogram)
+		t := time.NewTimer(lagTick)
+		defer t.Stop()
+		for {
+			set := time.Now()
+			t.Reset(lagTick)
+			select {
+			case <-ctx.Done():
+				out <- h
+				return
+			case <-t.C:
+				// Now, not the time on the channel: what matters is when
+				// this goroutine got to run.
+				h.record(uint64(max(time.Since(set)-lagTick, 0).Microseconds()))
+			}
+		}
+	}()
+	return out
 }
 
 func msec(us uint64) float64 { return float64(us) / 1e3 }

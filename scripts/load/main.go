@@ -3,10 +3,13 @@
 // It connects N line-mode clients over real SSH, has the first S of them
 // send timestamped messages at a fixed rate, and reports connect rate,
 // delivery counts, losses, latency percentiles and, given the server's pid,
-// its memory per idle session and CPU per delivery.
+// its memory per idle session and CPU per delivery. With -attackers, hostile
+// connections (unknown keys, passwords or slowloris) run during the sending
+// phase, so the figures show what an attack does to real users.
 //
 //	go run ./scripts/load -keys-dir DIR -write-keys     # then start the server with -keys DIR/allowed_keys
 //	go run ./scripts/load -keys-dir DIR -n 1000 -senders 20 -pid PID
+//	go run ./scripts/load -keys-dir DIR -n 20 -senders 20 -attackers 200 -attack-mode badkey
 package main
 
 import (
@@ -20,6 +23,9 @@ import (
 )
 
 func main() {
+	if os.Getenv(attackChildEnv) != "" {
+		os.Exit(runAttackChild(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
@@ -35,6 +41,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.drain, "drain", 2*time.Second, "longest wait for in-flight deliveries after the senders stop")
 	fs.IntVar(&cfg.dialConcurrency, "dial-concurrency", 64, "connections being set up at once")
 	fs.IntVar(&cfg.pid, "pid", 0, "server process id, to report its RSS and CPU (Linux /proc)")
+	fs.IntVar(&cfg.attackers, "attackers", 0, "hostile connections kept going during the sending phase, each retrying as soon as the last ends")
+	fs.IntVar(&cfg.attackNice, "attack-nice", 19, "niceness of the attackers' process, so they get the CPU the server and the readers leave (0: same as this one)")
+	fs.Var(&cfg.attackMode, "attack-mode", "what the attackers do, `mode`: badkey (a key not allowed; the default), password (password auth), slowloris (send the version line, then wait for the server to hang up)")
 	keysDir := fs.String("keys-dir", "", "directory for the client keys and the allowed_keys file the server should use (required)")
 	writeOnly := fs.Bool("write-keys", false, "only write the client keys and allowed_keys, then exit")
 	jsonPath := fs.String("json", "", "also write the report as JSON to this file (- for stdout)")
@@ -77,6 +86,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	if rep.Connect.Connected == 0 {
+		return 1
+	}
+	if a := rep.Attack; a != nil && a.Accepted > 0 {
+		fmt.Fprintf(stderr, "load: the server accepted %d %s attempts it must refuse\n", a.Accepted, a.Mode)
+		return 1
+	}
+	if a := rep.Attack; a != nil && a.Error != "" {
 		return 1
 	}
 	return 0

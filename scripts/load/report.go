@@ -18,6 +18,7 @@ type report struct {
 	Send        sendReport       `json:"send"`
 	Latency     latencyReport    `json:"latency_ms"`
 	Disconnects disconnectReport `json:"disconnects"`
+	Attack      *attackReport    `json:"attack,omitempty"`
 	Server      *serverReport    `json:"server,omitempty"`
 	Tool        toolReport       `json:"load_tool"`
 }
@@ -62,6 +63,32 @@ type disconnectReport struct {
 	OtherSamples  []string `json:"other_samples,omitempty"`
 }
 
+// attackReport is what the -attackers did during the sending phase.
+type attackReport struct {
+	Mode      string `json:"mode"`
+	Attackers int    `json:"attackers"`
+	Attempts  int64  `json:"attempts"` // finished ones: refused + accepted + held + other_errors
+	Refused   int64  `json:"refused"`  // authentication failed, as it must
+	Accepted  int64  `json:"accepted"` // authentication succeeded: a security bug, must be 0
+	Held      int64  `json:"held"`     // slowloris: idle connections the server greeted, then closed
+	// OtherErrors are connections that ended before authentication:
+	// refused by a connection cap, reset, timed out.
+	OtherErrors        int64    `json:"other_errors"`
+	Errors             []string `json:"error_samples,omitempty"` // the most frequent kinds
+	RefusedAs          string   `json:"refused_as,omitempty"`    // the first refusal's text
+	Unfinished         int64    `json:"unfinished"`              // cut short by the end of the sending phase; not in attempts
+	WallSeconds        float64  `json:"wall_s"`
+	AttemptsPerSec     float64  `json:"attempts_per_s"`
+	HoldP50Seconds     float64  `json:"hold_p50_s,omitempty"` // slowloris: how long the server held an idle connection
+	HoldMaxSeconds     float64  `json:"hold_max_s,omitempty"`
+	LongestOpenSeconds float64  `json:"longest_open_hold_s,omitempty"` // slowloris: the longest hold still open at the end
+	StopSeconds        float64  `json:"stop_s"`                        // from the end of the sending phase to the last attacker stopping
+	Nice               int      `json:"nice"`                          // the attack process's niceness relative to this one
+	CPUSeconds         float64  `json:"cpu_s"`                         // the attack process's CPU time
+	CPUCores           float64  `json:"cpu_cores"`
+	Error              string   `json:"error,omitempty"`
+}
+
 type serverReport struct {
 	PID               int     `json:"pid"`
 	RSSBeforeMB       float64 `json:"rss_before_mb"`
@@ -82,7 +109,12 @@ type toolReport struct {
 	CPUSendCores     float64 `json:"cpu_send_cores"`
 	CPUPerDeliveryUS float64 `json:"cpu_per_delivery_us"`
 	RSSMB            float64 `json:"rss_mb"`
-	Error            string  `json:"error,omitempty"`
+	// How late a timer in this process fired while sending: if the tool
+	// itself is starved, reader goroutines see lines late and the latency
+	// figures blame the server for it.
+	SchedLagP99MS float64 `json:"sched_lag_p99_ms"`
+	SchedLagMaxMS float64 `json:"sched_lag_max_ms"`
+	Error         string  `json:"error,omitempty"`
 }
 
 // writeSummary prints the report for people.
@@ -111,6 +143,9 @@ func (r *report) writeSummary(w io.Writer) {
 	p("disconnects   %d, %d of them before sending (%d 'has left' and %d other unexpected lines while sending)", d.Count, d.BeforeSending, d.Leaves, d.OtherLines)
 	list(d.Samples)
 	list(d.OtherSamples)
+	if a := r.Attack; a != nil {
+		a.writeSummary(p, list)
+	}
 	if v := r.Server; v != nil {
 		p("server RSS    %.1f MB before, %.1f MB idle (%.1f KB/session), %.1f MB after, %.1f MB peak", v.RSSBeforeMB, v.RSSIdleMB, v.IdleKBPerSession, v.RSSAfterMB, v.PeakRSSMB)
 		p("server CPU    %.2fs connecting (%.0f µs/handshake); %.2fs sending (%.2f cores, %.2f µs/delivery)", v.CPUConnectSeconds, v.CPUPerHandshakeUS, v.CPUSendSeconds, v.CPUSendCores, v.CPUPerDeliveryUS)
@@ -119,7 +154,27 @@ func (r *report) writeSummary(w io.Writer) {
 		}
 	}
 	t := r.Tool
-	p("load tool     %.2fs CPU sending (%.2f cores, %.2f µs/delivery), %.1f MB RSS%s", t.CPUSendSeconds, t.CPUSendCores, t.CPUPerDeliveryUS, t.RSSMB, strings.TrimSuffix(" "+t.Error, " "))
+	p("load tool     %.2fs CPU sending (%.2f cores, %.2f µs/delivery), %.1f MB RSS, timer lag p99 %.2f ms max %.2f ms%s",
+		t.CPUSendSeconds, t.CPUSendCores, t.CPUPerDeliveryUS, t.RSSMB, t.SchedLagP99MS, t.SchedLagMaxMS, strings.TrimSuffix(" "+t.Error, " "))
+}
+
+func (a *attackReport) writeSummary(p func(string, ...any), list func([]string)) {
+	p("attack        %s ×%d: %d attempts (%.0f/s over %.1fs): %d refused, %d accepted, %d held, %d other errors; %d unfinished, stopped %.0f ms after the end",
+		a.Mode, a.Attackers, a.Attempts, a.AttemptsPerSec, a.WallSeconds, a.Refused, a.Accepted, a.Held, a.OtherErrors, a.Unfinished, a.StopSeconds*1e3)
+	if a.Error != "" {
+		p("attack        FAILED: %s", a.Error)
+	}
+	if a.Accepted > 0 {
+		p("attack        !!! %d ACCEPTED: the server let in a %s attempt it must refuse. SECURITY BUG !!!", a.Accepted, a.Mode)
+	}
+	if a.RefusedAs != "" {
+		p("attack        refused as: %s", a.RefusedAs)
+	}
+	if a.Held > 0 || a.LongestOpenSeconds > 0 {
+		p("attack hold   server closed idle connections after p50 %.2fs, max %.2fs; longest still open at the end %.2fs", a.HoldP50Seconds, a.HoldMaxSeconds, a.LongestOpenSeconds)
+	}
+	list(a.Errors)
+	p("attack CPU    %.2fs in the attack process at nice %d (%.2f cores)", a.CPUSeconds, a.Nice, a.CPUCores)
 }
 
 func pct(n int64, of uint64) float64 {
