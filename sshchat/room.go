@@ -89,11 +89,11 @@ func (r *Room) run() {
 		case cli := <-r.entering:
 			r.join(cli)
 		case cli := <-r.leaving:
-			if _, ok := r.clients[cli]; ok {
+			if r.has(cli) { // else already dropped
 				r.drop(cli, hangup{})
 			}
 		case msg := <-r.messages:
-			if _, ok := r.clients[msg.from]; ok {
+			if r.has(msg.from) {
 				r.handle(msg)
 			}
 		case fn := <-r.control:
@@ -103,16 +103,20 @@ func (r *Room) run() {
 	}
 }
 
-// do runs fn on the broadcaster goroutine and waits for it. It reports false
-// if the room has stopped.
-func (r *Room) do(fn func()) bool {
+// has reports whether cli is in the room.
+func (r *Room) has(cli *client) bool {
+	_, ok := r.clients[cli]
+	return ok
+}
+
+// do runs fn on the broadcaster goroutine and waits for it; if the room has
+// stopped, fn does not run.
+func (r *Room) do(fn func()) {
 	finished := make(chan struct{})
 	select {
 	case r.control <- func() { fn(); close(finished) }:
 		<-finished
-		return true
 	case <-r.done:
-		return false
 	}
 }
 
@@ -144,7 +148,7 @@ func (r *Room) Revoke(stillAllowed func(name string, key gossh.PublicKey) bool, 
 // kick disconnects cli, if it is still in the room, telling it why.
 func (r *Room) kick(cli *client, why hangup) {
 	r.do(func() {
-		if _, ok := r.clients[cli]; ok {
+		if r.has(cli) {
 			r.drop(cli, why)
 		}
 	})
@@ -210,13 +214,13 @@ func (r *Room) remove(cli *client, why hangup) {
 // Dropping announces a departure, which is itself a fan-out, so it is done
 // here rather than in the middle of another.
 func (r *Room) flushDropped() {
-	for len(r.dropped) > 0 {
-		d := r.dropped[0]
-		r.dropped = r.dropped[1:]
-		if _, ok := r.clients[d.cli]; ok {
+	// Each drop may overflow more queues and so append to r.dropped.
+	for i := 0; i < len(r.dropped); i++ {
+		if d := r.dropped[i]; r.has(d.cli) {
 			r.drop(d.cli, d.reason)
 		}
 	}
+	clear(r.dropped)
 	r.dropped = r.dropped[:0]
 }
 
