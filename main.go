@@ -187,11 +187,8 @@ func serveUntilSignal(addr, keysPath, hostKeyPath string, shutdownGrace time.Dur
 
 // seedAllowedKeys creates a missing allowed keys file from the running
 // user's ~/.ssh/*.pub, so that `go run .` then `ssh -p 2222 localhost` works
-// on a fresh checkout.
+// on a fresh checkout. (keys.Seed leaves an existing file alone.)
 func seedAllowedKeys(path string, log *slog.Logger, getenv func(string) string) {
-	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
-		return
-	}
 	home, err := os.UserHomeDir()
 	if err != nil {
 		return
