@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"path/filepath"
 	"sync/atomic"
@@ -100,6 +101,9 @@ func (st *Store) Watch(ctx context.Context, onChange func(old, new *Set)) error 
 
 func (st *Store) reloadAndNotify(onChange func(old, new *Set)) {
 	old, cur, err := st.reload()
+	if errors.Is(err, fs.ErrNotExist) && st.Set().Len() == 0 {
+		return // no file yet and no keys to keep: nothing to say
+	}
 	if err != nil {
 		logReloadError(st.path, err)
 		return
