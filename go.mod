@@ -3,6 +3,7 @@ module sshchat
 go 1.26.0
 
 require (
+	github.com/fsnotify/fsnotify v1.10.1
 	github.com/gliderlabs/ssh v0.3.8
 	go.uber.org/goleak v1.3.0
 	golang.org/x/crypto v0.59.0
@@ -12,6 +13,5 @@ require (
 
 require (
 	github.com/anmitsu/go-shlex v0.0.0-20200514113438-38f4b401e2be // indirect
-	github.com/fsnotify/fsnotify v1.10.1 // indirect
 	golang.org/x/sys v0.50.0 // indirect
 )
