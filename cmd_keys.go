@@ -11,7 +11,7 @@ import (
 	"slices"
 	"strings"
 
-	"sshchat/keys"
+	"github.com/sshchat-dev/sshchat/keys"
 )
 
 // defaultKeysFile is the allowed keys file used when neither -keys nor

@@ -11,7 +11,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"sshchat/keys"
+	"github.com/sshchat-dev/sshchat/keys"
 )
 
 // keysTestKey returns a fresh ed25519 key and its public key file content,

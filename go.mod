@@ -1,4 +1,4 @@
-module sshchat
+module github.com/sshchat-dev/sshchat
 
 go 1.26.0
 

@@ -23,8 +23,8 @@ import (
 	"syscall"
 	"time"
 
-	"sshchat/keys"
-	"sshchat/sshchat"
+	"github.com/sshchat-dev/sshchat/keys"
+	"github.com/sshchat-dev/sshchat/sshchat"
 )
 
 func main() {

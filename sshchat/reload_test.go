@@ -9,7 +9,7 @@ import (
 
 	gossh "golang.org/x/crypto/ssh"
 
-	"sshchat/keys"
+	"github.com/sshchat-dev/sshchat/keys"
 )
 
 // The allowed keys file, watched by a running server: keys added with
