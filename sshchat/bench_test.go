@@ -24,9 +24,9 @@ func BenchmarkBroadcast(b *testing.B) {
 	for _, n := range []int{10, 100, 1000} {
 		b.Run(fmt.Sprintf("clients=%d", n), func(b *testing.B) {
 			r := newRoom(roomOptions{}, time.Now)
-			defer r.Close("bye")
+			defer r.close("bye")
 			sender := &client{name: "sender", out: make(chan *event, 2*batch)}
-			r.entering <- sender
+			r.enter(sender)
 			go func() {
 				for range sender.out {
 				}
@@ -46,14 +46,14 @@ func BenchmarkBroadcast(b *testing.B) {
 						}
 					}
 				}()
-				r.entering <- cli
+				r.enter(cli)
 			}
 			msg := message{from: sender, text: "hello, everyone"}
 			var before, after runtime.MemStats
 			runtime.ReadMemStats(&before)
 			b.ResetTimer()
 			for i := 1; i <= b.N; i++ {
-				r.messages <- msg
+				r.say(msg)
 				if i%batch == 0 || i == b.N {
 					for _, d := range drained {
 						<-d

@@ -11,13 +11,15 @@ import (
 type command struct {
 	usage string
 	help  string
-	run   func(r *Room, cli *client, u *user, arg string)
+	run   func(st *state, cli *client, u *user, arg string)
 }
 
 // commands maps "/name" to its command. /quit is also handled by the session
 // handler, which ends the session; it is listed here for /help.
 var commands map[string]command
 
+// init fills commands because /help lists commands: a map literal whose
+// values refer back to it would be an initialisation cycle.
 func init() {
 	commands = map[string]command{
 		"/help":  {"/help", "show this help", cmdHelp},
@@ -27,7 +29,7 @@ func init() {
 		"/reply": {"/reply TEXT", "private message to whoever last messaged you", cmdReply},
 		"/away":  {"/away [REASON]", "mark yourself away", cmdAway},
 		"/back":  {"/back", "you are back", cmdBack},
-		"/quit":  {"/quit", "leave the chat", func(*Room, *client, *user, string) {}},
+		"/quit":  {"/quit", "leave the chat", func(*state, *client, *user, string) {}},
 	}
 }
 
@@ -41,27 +43,23 @@ func commandNames() []string {
 	return names
 }
 
-func cmdHelp(r *Room, cli *client, _ *user, _ string) {
+func cmdHelp(st *state, cli *client, _ *user, _ string) {
 	var b strings.Builder
 	b.WriteString("Commands (start a message with // to send a literal /):")
 	for _, name := range commandNames() {
 		c := commands[name]
 		fmt.Fprintf(&b, "\n  %-16s %s", c.usage, c.help)
 	}
-	r.notify(cli, b.String())
+	st.notify(cli, b.String())
 }
 
-func cmdNames(r *Room, cli *client, _ *user, _ string) {
-	names := make([]string, 0, len(r.users))
-	for name := range r.users {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	now := r.now()
+func cmdNames(st *state, cli *client, _ *user, _ string) {
+	names := st.onlineNames()
+	now := st.now()
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d online:", len(names))
 	for i, name := range names {
-		u := r.users[name]
+		u := st.users[name]
 		if i > 0 {
 			b.WriteByte(',')
 		}
@@ -77,70 +75,70 @@ func cmdNames(r *Room, cli *client, _ *user, _ string) {
 			fmt.Fprintf(&b, " (%s)", strings.Join(notes, ", "))
 		}
 	}
-	r.notify(cli, b.String())
+	st.notify(cli, b.String())
 }
 
-func cmdMe(r *Room, cli *client, _ *user, arg string) {
+func cmdMe(st *state, cli *client, _ *user, arg string) {
 	if arg == "" {
-		r.notify(cli, "Usage: /me ACTION")
+		st.notify(cli, "Usage: /me ACTION")
 		return
 	}
-	r.publish(r.newEvent(eventAction, cli.name, arg), cli)
+	st.publish(st.newEvent(eventAction, cli.name, arg), cli)
 }
 
-func cmdMsg(r *Room, cli *client, u *user, arg string) {
+func cmdMsg(st *state, cli *client, u *user, arg string) {
 	to, text, _ := strings.Cut(arg, " ")
 	to = strings.TrimPrefix(to, "@")
 	text = strings.TrimSpace(text)
 	if to == "" || text == "" {
-		r.notify(cli, "Usage: /msg NAME TEXT")
+		st.notify(cli, "Usage: /msg NAME TEXT")
 		return
 	}
-	r.private(cli, to, text)
+	st.private(cli, to, text)
 }
 
-func cmdReply(r *Room, cli *client, u *user, arg string) {
+func cmdReply(st *state, cli *client, u *user, arg string) {
 	switch {
 	case u.replyTo == "":
-		r.notify(cli, "Nobody has sent you a private message yet.")
+		st.notify(cli, "Nobody has sent you a private message yet.")
 	case arg == "":
-		r.notify(cli, "Usage: /reply TEXT")
+		st.notify(cli, "Usage: /reply TEXT")
 	default:
-		r.private(cli, u.replyTo, arg)
+		st.private(cli, u.replyTo, arg)
 	}
 }
 
 // private delivers text to every session of the user named to (matched
 // case-insensitively) and confirms to the sender.
-func (r *Room) private(cli *client, to, text string) {
+func (st *state) private(cli *client, to, text string) {
 	var target *user
-	for name, u := range r.users {
-		if strings.EqualFold(name, to) {
+	for name, u := range st.users {
+		if u.sessions > 0 && strings.EqualFold(name, to) {
 			to, target = name, u
 			break
 		}
 	}
 	if target == nil {
-		r.notify(cli, fmt.Sprintf("No one called %s is online.", to))
+		st.notify(cli, fmt.Sprintf("No one called %s is online.", to))
 		return
 	}
-	r.sendUser(to, r.newEvent(eventPrivate, cli.name, text))
+	st.sendUser(to, st.newEvent(eventPrivate, cli.name, text))
 	target.replyTo = cli.name
-	r.notify(cli, fmt.Sprintf("[PM to %s] %s", to, text))
+	st.notify(cli, fmt.Sprintf("[PM to %s] %s", to, text))
 	if target.away != "" {
-		r.notify(cli, fmt.Sprintf("%s is away: %s", to, target.away))
+		st.notify(cli, fmt.Sprintf("%s is away: %s", to, target.away))
 	}
 }
 
-func cmdAway(r *Room, cli *client, u *user, arg string) {
+func cmdAway(st *state, cli *client, u *user, arg string) {
 	if arg == "" {
 		arg = "away"
 	}
 	u.away = arg
-	r.notify(cli, "You are marked away: "+arg)
+	st.notify(cli, "You are marked away: "+arg)
 }
 
-func cmdBack(r *Room, cli *client, u *user, _ string) {
+func cmdBack(st *state, cli *client, u *user, _ string) {
 	u.away = ""
-	r.notify(cli, "Welcome back.")
+	st.notify(cli, "Welcome back.")
 }

@@ -69,15 +69,11 @@ func TestAllowedKeysFileHotReload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(path, append(good, "ssh-ed25519 garbage carol\n"...), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	replaceFile(t, path, append(good, "ssh-ed25519 garbage carol\n"...))
 	if err := store.Reload(); err == nil {
 		t.Fatal("broken file reloaded without error")
 	}
-	if err := os.WriteFile(path, good, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	replaceFile(t, path, good)
 	b.say("still here")
 	a.expect("bob: still here")
 
@@ -90,5 +86,18 @@ func TestAllowedKeysFileHotReload(t *testing.T) {
 	if c, err := ts.dial(gossh.PublicKeys(bob)); err == nil {
 		c.Close()
 		t.Fatal("removed key still logs in")
+	}
+}
+
+// replaceFile replaces the file at path with data in one rename, as editors
+// and keys.Add do: a watcher never sees it empty or half written.
+func replaceFile(t *testing.T, path string, data []byte) {
+	t.Helper()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -12,17 +12,17 @@ import (
 
 var testTime = time.Date(2026, 11, 25, 15, 4, 0, 0, time.UTC)
 
-func newTestRoom(t *testing.T, opts roomOptions) *Room {
+func newTestRoom(t *testing.T, opts roomOptions) *room {
 	t.Helper()
 	r := newRoom(opts, func() time.Time { return testTime })
-	t.Cleanup(func() { r.Close("bye") })
+	t.Cleanup(func() { r.close("bye") })
 	return r
 }
 
-func enter(t *testing.T, r *Room, name string, queue int) *client {
+func enter(t *testing.T, r *room, name string, queue int) *client {
 	t.Helper()
 	cli := &client{name: name, out: make(chan *event, queue)}
-	r.entering <- cli
+	r.enter(cli)
 	return cli
 }
 
@@ -50,7 +50,7 @@ func expectEvents(t *testing.T, cli *client, want ...string) {
 	}
 }
 
-// expectClosed waits for the broadcaster to close cli's queue, discarding
+// expectQueueClosed waits for the broadcaster to close cli's queue, discarding
 // what is left in it.
 func expectQueueClosed(t *testing.T, cli *client) {
 	t.Helper()
@@ -79,17 +79,17 @@ func TestRoomFanOut(t *testing.T) {
 	expectEvents(t, a, "carol has arrived")
 	expectEvents(t, b, "carol has arrived")
 
-	r.messages <- message{from: a, text: "hi"}
-	r.messages <- message{from: b, text: "yo"}
+	r.say(message{from: a, text: "hi"})
+	r.say(message{from: b, text: "yo"})
 	expectEvents(t, a, "bob: yo") // no echo of alice's own line
 	expectEvents(t, b, "alice: hi")
 	expectEvents(t, c, "alice: hi", "bob: yo")
 
-	r.leaving <- c
+	r.leave(c)
 	expectQueueClosed(t, c)
 	expectEvents(t, a, "carol has left")
 	expectEvents(t, b, "carol has left")
-	if got := r.Names(); strings.Join(got, ",") != "alice,bob" {
+	if got := r.names(); strings.Join(got, ",") != "alice,bob" {
 		t.Fatalf("Names() = %v", got)
 	}
 }
@@ -106,7 +106,7 @@ func TestRoomDropsSlowClient(t *testing.T) {
 
 	const n = 40
 	for i := range n {
-		r.messages <- message{from: sender, text: strings.Repeat("x", i)}
+		r.say(message{from: sender, text: strings.Repeat("x", i)})
 		expectEvents(t, fast, "sender: "+strings.Repeat("x", i))
 		if i == 1 { // 3 greetings + 1 message filled its queue of 4
 			expectEvents(t, fast, "slow has left")
@@ -123,9 +123,9 @@ func TestRoomScrollback(t *testing.T) {
 	a := enter(t, r, "alice", 16)
 	expectEvents(t, a, "You are alice")
 	for _, text := range []string{"one", "two", "three"} {
-		r.messages <- message{from: a, text: text}
+		r.say(message{from: a, text: text})
 	}
-	r.messages <- message{from: a, text: "/msg alice private"} // never replayed
+	r.say(message{from: a, text: "/msg alice private"}) // never replayed
 	b := enter(t, r, "bob", 16)
 	expectEvents(t, b, "15:04 alice: two", "15:04 alice: three", "You are bob")
 }
@@ -139,10 +139,10 @@ func TestRoomSessionsPerUser(t *testing.T) {
 	if a3.hangup.notice != "Too many sessions for alice (at most 2)." || a3.hangup.closeConn {
 		t.Fatalf("third session hangup = %+v", a3.hangup)
 	}
-	expectEvents(t, a1, "You are alice", "alice has arrived")
+	expectEvents(t, a1, "You are alice")
 	expectEvents(t, a2, "You are alice")
-	// A refused session is not announced as leaving.
-	r.messages <- message{from: a2, text: "still here"}
+	// Neither a second session nor a refused one is announced.
+	r.say(message{from: a2, text: "still here"})
 	expectEvents(t, a1, "alice: still here")
 }
 
@@ -153,9 +153,9 @@ func TestRoomRateLimit(t *testing.T) {
 	expectEvents(t, a, "You are alice", "bob has arrived")
 	expectEvents(t, b, "You are bob")
 	for _, text := range []string{"1", "2", "3", "4"} {
-		r.messages <- message{from: a, text: text}
+		r.say(message{from: a, text: text})
 	}
-	r.messages <- message{from: b, text: "sync"}
+	r.say(message{from: b, text: "sync"})
 	expectEvents(t, b, "alice: 1", "alice: 2")
 	// Told once, not once per dropped line.
 	if got := recv(t, a); !strings.HasPrefix(got, "Slow down: at most") {
@@ -170,7 +170,7 @@ func TestRoomCloseHangsUpEveryone(t *testing.T) {
 	b := enter(t, r, "bob", 16)
 	expectEvents(t, a, "You are alice", "bob has arrived")
 	expectEvents(t, b, "You are bob")
-	r.Close("going down")
+	r.close("going down")
 	for _, cli := range []*client{a, b} {
 		// No departures announced: the queue just closes.
 		if ev, ok := <-cli.out; ok {
@@ -180,7 +180,7 @@ func TestRoomCloseHangsUpEveryone(t *testing.T) {
 			t.Fatalf("%s hangup = %+v", cli.name, cli.hangup)
 		}
 	}
-	if r.Names() != nil {
+	if r.names() != nil {
 		t.Fatal("Names on a closed room")
 	}
 }

@@ -2,19 +2,44 @@
 //
 // Users authenticate with a public key only; the Authorizer (the allowed
 // keys file) names them. Each SSH session channel is one chat connection in
-// a single Room, whose broadcaster goroutine (room.go) owns the set of
-// clients, gopl.io ch8 style. This file wires the SSH transport: auth,
-// connection limits and deadlines; session.go handles session channels.
+// a single room, whose broadcaster goroutine (room.go) owns the set of
+// clients, gopl.io ch8 style.
+//
+// The chat itself (room.go, state.go, commands.go, event.go, sanitize.go)
+// knows nothing of SSH. The transport is server.go (configuration, accept
+// loop, auth, Shutdown), conn.go (connection limits and tracking),
+// session.go (session channels), input.go and output.go (a session's
+// reader and writer).
+//
+// # What gliderlabs/ssh does for us
+//
+// From github.com/gliderlabs/ssh, sshchat uses Server.HandleConn: the
+// per-connection handshake (configured through ServerConfigCallback,
+// PublicKeyHandler, HostSigners and Version), its Context, and dispatch of
+// channels (ChannelHandlers) and global requests (RequestHandlers, left
+// empty so that port forwarding and the rest are refused). It bypasses:
+//   - Serve and Shutdown, which only track connections once their handshake
+//     is done: ours track every connection from accept, so that Shutdown
+//     honours its deadline even with clients stalled before authenticating;
+//   - the session Handler, which accepts agent forwarding, stores env
+//     requests without bound and blocks its request loop on window changes:
+//     session.go handles session channels instead;
+//   - the public key it records in the Context, which is every key the
+//     client offered, not the one that signed (CVE-2024-45337): identity
+//     comes from x/crypto's VerifiedPublicKeyCallback;
+//   - IdleTimeout and MaxTimeout, left unset: their per-packet deadline
+//     updates are absorbed by trackedConn.SetDeadline.
 package sshchat
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"sync"
-	"sync/atomic"
+	"syscall"
 	"time"
 
 	gliderssh "github.com/gliderlabs/ssh"
@@ -39,11 +64,12 @@ type Config struct {
 	Rate               float64       // lines per second per user
 	Burst              int           // lines a user may send at once before Rate applies
 	MaxSessionsPerUser int           // concurrent sessions of one user
+	MaxSessionRate     float64       // session starts per second per user, after a burst of MaxSessionsPerUser
 	MaxSessionsPerConn int           // concurrent session channels on one SSH connection
 	MaxConns           int           // concurrent connections, authenticated or not
 	MaxConnsPerIP      int           // concurrent connections from one IP address
-	MaxAuthTries       int           // authentication attempts per connection
-	LoginGrace         time.Duration // from connect to a started chat session (required > 0)
+	MaxAuthTries       int           // authentication attempts per connection (required > 0)
+	LoginGrace         time.Duration // from connect, or from a connection's last session, to a started chat session (required > 0)
 	WriteTimeout       time.Duration // for one write to a client (required > 0)
 	IdleTimeout        time.Duration // disconnect a session this long without a line; 0 = never
 	AuthLogRate        float64       // log records per second about refused connections and logins; 0 = all
@@ -58,6 +84,7 @@ func DefaultConfig() Config {
 		Rate:               5,
 		Burst:              10,
 		MaxSessionsPerUser: 8,
+		MaxSessionRate:     1,
 		MaxSessionsPerConn: 4,
 		MaxConns:           4096,
 		MaxConnsPerIP:      32,
@@ -74,10 +101,11 @@ func (c *Config) validate() error {
 		return errors.New("no host key")
 	case c.Auth == nil:
 		return errors.New("no authorizer")
-	case c.MaxLine <= 0 || c.QueueLen <= 0 || c.LoginGrace <= 0 || c.WriteTimeout <= 0:
-		return errors.New("max line, queue length, login grace and write timeout must be positive")
-	case c.History < 0 || c.Rate < 0 || c.Burst < 0 || c.AuthLogRate < 0:
-		return errors.New("history, rate, burst and auth log rate must not be negative")
+	case c.MaxLine <= 0 || c.QueueLen <= 0 || c.MaxAuthTries <= 0 || c.LoginGrace <= 0 || c.WriteTimeout <= 0:
+		return errors.New("max line, queue length, max auth tries, login grace and write timeout must be positive")
+	case c.History < 0 || c.Rate < 0 || c.Burst < 0 || c.MaxSessionsPerUser < 0 || c.MaxSessionRate < 0 ||
+		c.MaxSessionsPerConn < 0 || c.MaxConns < 0 || c.MaxConnsPerIP < 0 || c.IdleTimeout < 0 || c.AuthLogRate < 0:
+		return errors.New("limits must not be negative")
 	case c.History+1 > c.QueueLen:
 		// The joiner's replay and greeting are queued at once.
 		return fmt.Errorf("queue length %d must exceed history %d", c.QueueLen, c.History)
@@ -85,33 +113,39 @@ func (c *Config) validate() error {
 	return nil
 }
 
+// Algorithms: what current OpenSSH offers by default, without SHA-1.
+var (
+	keyExchanges = []string{
+		gossh.KeyExchangeMLKEM768X25519, gossh.KeyExchangeCurve25519,
+		gossh.KeyExchangeECDHP256, gossh.KeyExchangeECDHP384, gossh.KeyExchangeECDHP521,
+		gossh.KeyExchangeDH16SHA512, gossh.KeyExchangeDH14SHA256,
+	}
+	ciphers = []string{
+		gossh.CipherChaCha20Poly1305, gossh.CipherAES128GCM, gossh.CipherAES256GCM,
+		gossh.CipherAES128CTR, gossh.CipherAES192CTR, gossh.CipherAES256CTR,
+	}
+	macs              = []string{gossh.HMACSHA256ETM, gossh.HMACSHA512ETM}
+	userKeySignatures = []string{
+		gossh.KeyAlgoED25519, gossh.KeyAlgoSKED25519,
+		gossh.KeyAlgoECDSA256, gossh.KeyAlgoECDSA384, gossh.KeyAlgoECDSA521, gossh.KeyAlgoSKECDSA256,
+		gossh.KeyAlgoRSASHA256, gossh.KeyAlgoRSASHA512,
+	}
+)
+
 // Server is an SSH chat server.
 type Server struct {
 	cfg   Config
 	log   *slog.Logger
 	noisy *throttledLog // for what unauthenticated peers can trigger at will
-	room  *Room
+	room  *room
 	ssh   *gliderssh.Server
-	conns connLimiter
-	// active counts connection and session goroutines, which gliderlabs/ssh
-	// does not all wait for on Shutdown. Once stopping is set, nothing new
-	// starts.
-	mu        sync.Mutex
-	stopping  bool
-	listeners []net.Listener
-	active    sync.WaitGroup
-}
+	limit connLimiter
 
-// begin counts a new connection or session, or reports false once the
-// server is shutting down. Each true must be matched by s.active.Done().
-func (s *Server) begin() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.stopping {
-		return false
-	}
-	s.active.Add(1)
-	return true
+	mu        sync.Mutex
+	stopping  bool // once set, nothing new starts
+	listeners []net.Listener
+	conns     map[*trackedConn]struct{}
+	active    sync.WaitGroup // connection and session goroutines
 }
 
 // permissions extensions recorded for the key that signed the
@@ -129,13 +163,20 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, noisy: newThrottledLog(cfg.Logger, cfg.AuthLogRate)}
-	s.conns = connLimiter{max: cfg.MaxConns, maxPerIP: cfg.MaxConnsPerIP, perIP: make(map[string]int)}
+	s := &Server{
+		cfg:   cfg,
+		log:   cfg.Logger,
+		noisy: newThrottledLog(cfg.Logger, cfg.AuthLogRate),
+		limit: connLimiter{max: cfg.MaxConns, maxPerIP: cfg.MaxConnsPerIP, perIP: make(map[string]int)},
+		conns: make(map[*trackedConn]struct{}),
+	}
 	s.room = newRoom(roomOptions{
-		history:    cfg.History,
-		rate:       rate.Limit(cfg.Rate),
-		burst:      max(cfg.Burst, 1),
-		maxPerUser: cfg.MaxSessionsPerUser,
+		history:     cfg.History,
+		rate:        rate.Limit(cfg.Rate),
+		burst:       max(cfg.Burst, 1),
+		maxPerUser:  cfg.MaxSessionsPerUser,
+		sessionRate: rate.Limit(cfg.MaxSessionRate),
+		refuse:      s.refusal,
 	}, time.Now)
 	s.ssh = &gliderssh.Server{
 		Version:     "sshchat",
@@ -145,26 +186,22 @@ func New(cfg Config) (*Server, error) {
 		// asked about, so the identity comes from verifiedKey instead.
 		PublicKeyHandler:         s.knownKey,
 		ServerConfigCallback:     s.sshConfig,
-		ConnCallback:             s.acceptConn,
+		ConnCallback:             rememberConn,
 		ConnectionFailedCallback: s.handshakeFailed,
-		Handler:                  func(gliderssh.Session) {}, // unused: session channels go to handleSession
 		ChannelHandlers:          map[string]gliderssh.ChannelHandler{"session": s.handleSession},
-		// No global requests: port forwarding and the rest are refused.
-		RequestHandlers: map[string]gliderssh.RequestHandler{},
+		RequestHandlers:          map[string]gliderssh.RequestHandler{},
 	}
 	return s, nil
 }
 
-// Serve accepts connections on l until Shutdown.
-//
-// It runs its own accept loop rather than gliderlabs' Serve so that every
-// connection's goroutine, handshake failures included, is counted for
-// Shutdown to wait on.
+// Serve accepts connections on l until Shutdown, or until accepting fails
+// for a reason other than a temporary shortage.
 func (s *Server) Serve(l net.Listener) error {
 	s.mu.Lock()
 	if s.stopping {
 		s.mu.Unlock()
-		return l.Close()
+		l.Close()
+		return nil
 	}
 	s.listeners = append(s.listeners, l)
 	s.mu.Unlock()
@@ -176,7 +213,7 @@ func (s *Server) Serve(l net.Listener) error {
 			if s.isStopping() {
 				return nil
 			}
-			if errors.Is(err, net.ErrClosed) {
+			if !temporary(err) {
 				return fmt.Errorf("sshchat: accept: %w", err)
 			}
 			// Out of file descriptors and the like: wait for some to
@@ -187,15 +224,69 @@ func (s *Server) Serve(l net.Listener) error {
 			continue
 		}
 		backoff = 0
-		if !s.begin() {
-			conn.Close()
-			return nil
-		}
-		go func() {
-			defer s.active.Done()
-			s.ssh.HandleConn(conn)
-		}()
+		s.accept(conn)
 	}
+}
+
+// temporary reports whether an accept error is a shortage that may pass.
+func temporary(err error) bool {
+	for _, errno := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED, syscall.EINTR} {
+		if errors.Is(err, errno) {
+			return true
+		}
+	}
+	return false
+}
+
+// accept applies the connection limits to a new connection and serves it.
+func (s *Server) accept(conn net.Conn) {
+	remote := conn.RemoteAddr().String()
+	ip := remoteIP(conn.RemoteAddr())
+	if why := s.limit.acquire(ip); why != "" {
+		s.noisy.log(slog.LevelWarn, "connection refused", "reason", why, "remote", remote)
+		// Before the SSH version exchange a server may send lines of text
+		// (RFC 4253, 4.2): clients show them, so the user learns why.
+		conn.SetWriteDeadline(time.Now().Add(time.Second))
+		io.WriteString(conn, "sshchat: "+why+"; try again later\r\n")
+		conn.Close()
+		return
+	}
+	tc := newTrackedConn(conn, s.cfg.LoginGrace,
+		func(tc *trackedConn) {
+			s.noisy.log(slog.LevelInfo, "login grace expired", "remote", remote, "grace", s.cfg.LoginGrace)
+			tc.Close()
+		},
+		func(tc *trackedConn) {
+			s.limit.release(ip)
+			s.mu.Lock()
+			delete(s.conns, tc)
+			s.mu.Unlock()
+		})
+	s.mu.Lock()
+	if s.stopping {
+		s.mu.Unlock()
+		tc.Close()
+		return
+	}
+	s.conns[tc] = struct{}{}
+	s.active.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.active.Done()
+		s.ssh.HandleConn(tc)
+	}()
+}
+
+// begin counts a new session goroutine, or reports false once the server
+// is shutting down. Each true must be matched by s.active.Done().
+func (s *Server) begin() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopping {
+		return false
+	}
+	s.active.Add(1)
+	return true
 }
 
 func (s *Server) isStopping() bool {
@@ -204,9 +295,25 @@ func (s *Server) isStopping() bool {
 	return s.stopping
 }
 
-// Shutdown stops accepting connections, tells every user the server is
-// shutting down, closes their sessions and waits for connections to end
-// until ctx is done, then closes whatever is left.
+// closeConns closes the connections for which which reports true.
+func (s *Server) closeConns(which func(*trackedConn) bool) {
+	s.mu.Lock()
+	var doomed []*trackedConn
+	for c := range s.conns {
+		if which(c) {
+			doomed = append(doomed, c)
+		}
+	}
+	s.mu.Unlock()
+	for _, c := range doomed {
+		c.Close()
+	}
+}
+
+// Shutdown stops accepting connections, closes those that have not started
+// chatting, tells every user the server is shutting down and waits for
+// their sessions to end. If ctx is done first, it closes every connection
+// left and returns ctx.Err().
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.stopping = true
@@ -214,26 +321,61 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		l.Close()
 	}
 	s.mu.Unlock()
-	s.room.Close("The server is shutting down. Bye!")
-	// gliderlabs tracks authenticated connections: wait for them to close,
-	// or close them when ctx is done.
-	err := s.ssh.Shutdown(ctx)
-	if err != nil {
-		s.ssh.Close()
+	s.room.close("The server is shutting down. Bye!")
+	s.closeConns(func(c *trackedConn) bool { return !c.isChatting() })
+
+	ended := make(chan struct{})
+	go func() {
+		s.active.Wait()
+		close(ended)
+	}()
+	select {
+	case <-ended:
+		return nil
+	case <-ctx.Done():
+		s.closeConns(func(*trackedConn) bool { return true })
+		<-ended
+		return ctx.Err()
 	}
-	// Connections still in their handshake end by the login grace at the
-	// latest.
-	s.active.Wait()
-	return err
 }
 
 // Revalidate disconnects every session whose key the Authorizer no longer
-// maps to the same name. Call it after the allowed keys change.
+// maps to the same name, telling its user why; their writers then close the
+// connections. It also closes the connections without a session in the chat
+// (an OpenSSH ControlMaster, say) whose key it no longer knows. Sessions not
+// yet in the room are checked as they join. Call it after the allowed keys
+// change.
 func (s *Server) Revalidate() {
-	s.room.Revoke(func(name string, key gossh.PublicKey) bool {
-		now, ok := s.cfg.Auth.Lookup(key)
-		return ok && now == name
-	}, "Your key was removed from the allowed keys; goodbye.")
+	s.room.revoke(s.refusal)
+	s.closeConns(func(c *trackedConn) bool {
+		key, ok := c.identity()
+		return ok && !c.isChatting() && s.nameOf(key) == ""
+	})
+}
+
+// nameOf returns the name the Authorizer gives key now, or "".
+func (s *Server) nameOf(key identityKey) string {
+	pub, err := gossh.ParsePublicKey([]byte(key))
+	if err != nil {
+		return ""
+	}
+	name, _ := s.cfg.Auth.Lookup(pub)
+	return name
+}
+
+// refusal says why the user name, authenticated with key, may not chat, or
+// returns "". It is the one place that decides, for sessions joining the
+// room and for sessions already in it: the key may have been removed since
+// its connection authenticated.
+func (s *Server) refusal(name string, key identityKey) string {
+	now := s.nameOf(key)
+	switch {
+	case now == "":
+		return "Your key was removed from the allowed keys; goodbye."
+	case now != name:
+		return fmt.Sprintf("You are now %s in the allowed keys; reconnect to chat as %s.", now, now)
+	}
+	return ""
 }
 
 // knownKey is the PublicKeyHandler: is this key allowed at all?
@@ -245,148 +387,45 @@ func (s *Server) knownKey(ctx gliderssh.Context, key gliderssh.PublicKey) bool {
 	return false
 }
 
-func (s *Server) sshConfig(gliderssh.Context) *gossh.ServerConfig {
-	return &gossh.ServerConfig{
-		MaxAuthTries:              s.cfg.MaxAuthTries,
-		VerifiedPublicKeyCallback: s.verifiedKey,
-	}
+// connKey is the gliderlabs Context key of a connection's *trackedConn.
+type connKey struct{}
+
+// rememberConn is the ConnCallback: it keeps the *trackedConn in the
+// connection's Context for the session handlers.
+func rememberConn(ctx gliderssh.Context, conn net.Conn) net.Conn {
+	ctx.SetValue(connKey{}, conn)
+	return conn
 }
 
-// verifiedKey runs once the client has proved it holds key by signing with
-// it, and records who that key belongs to. This binding, not any key the
-// client only offered, is the session's identity (see CVE-2024-45337).
-func (s *Server) verifiedKey(_ gossh.ConnMetadata, key gossh.PublicKey, _ *gossh.Permissions, _ string) (*gossh.Permissions, error) {
-	name, ok := s.cfg.Auth.Lookup(key)
-	if !ok {
-		return nil, errors.New("key is no longer allowed")
+func connOf(ctx gliderssh.Context) *trackedConn {
+	tc, _ := ctx.Value(connKey{}).(*trackedConn)
+	return tc
+}
+
+func (s *Server) sshConfig(ctx gliderssh.Context) *gossh.ServerConfig {
+	tc := connOf(ctx)
+	return &gossh.ServerConfig{
+		Config:                  gossh.Config{KeyExchanges: keyExchanges, Ciphers: ciphers, MACs: macs},
+		PublicKeyAuthAlgorithms: userKeySignatures,
+		MaxAuthTries:            s.cfg.MaxAuthTries,
+		// verifiedKey runs once the client has proved it holds key by
+		// signing with it, and records who that key belongs to. This
+		// binding, not any key the client only offered, is the session's
+		// identity (see CVE-2024-45337).
+		VerifiedPublicKeyCallback: func(_ gossh.ConnMetadata, key gossh.PublicKey, _ *gossh.Permissions, _ string) (*gossh.Permissions, error) {
+			name, ok := s.cfg.Auth.Lookup(key)
+			if !ok {
+				return nil, errors.New("key is no longer allowed")
+			}
+			wire := string(key.Marshal())
+			if tc != nil {
+				tc.authenticated(identityKey(wire))
+			}
+			return &gossh.Permissions{Extensions: map[string]string{extUser: name, extKey: wire}}, nil
+		},
 	}
-	return &gossh.Permissions{Extensions: map[string]string{extUser: name, extKey: string(key.Marshal())}}, nil
 }
 
 func (s *Server) handshakeFailed(conn net.Conn, err error) {
 	s.noisy.log(slog.LevelInfo, "handshake failed", "remote", conn.RemoteAddr().String(), "err", err)
-}
-
-// guardedConnKey is the context key of a connection's *guardedConn.
-type contextKey string
-
-const guardedConnKey contextKey = "sshchat-conn"
-
-// acceptConn is the ConnCallback: it applies the connection limits and arms
-// the login grace timer, which gliderlabs/ssh lacks (a client could
-// otherwise hold a connection open forever without authenticating).
-func (s *Server) acceptConn(ctx gliderssh.Context, conn net.Conn) net.Conn {
-	ip := remoteIP(conn.RemoteAddr())
-	if why := s.conns.acquire(ip); why != "" {
-		s.noisy.log(slog.LevelWarn, "connection refused", "reason", why, "remote", conn.RemoteAddr().String())
-		return nil
-	}
-	gc := &guardedConn{Conn: conn, release: func() { s.conns.release(ip) }}
-	gc.grace = time.AfterFunc(s.cfg.LoginGrace, func() {
-		s.noisy.log(slog.LevelInfo, "login grace expired", "remote", conn.RemoteAddr().String(), "grace", s.cfg.LoginGrace)
-		conn.Close() // the handshake or session wait fails, and gc is closed
-	})
-	ctx.SetValue(guardedConnKey, gc)
-	return gc
-}
-
-func remoteIP(addr net.Addr) string {
-	if tcp, ok := addr.(*net.TCPAddr); ok {
-		return tcp.IP.String()
-	}
-	return addr.String()
-}
-
-// guardedConn is a connection counted against the limits.
-type guardedConn struct {
-	net.Conn
-	grace    *time.Timer
-	release  func()
-	once     sync.Once
-	sessions atomic.Int32
-}
-
-func (c *guardedConn) Close() error {
-	c.once.Do(func() {
-		c.grace.Stop()
-		c.release()
-	})
-	return c.Conn.Close()
-}
-
-// loggedIn stops the login grace timer once a chat session has started.
-func (c *guardedConn) loggedIn() { c.grace.Stop() }
-
-// openSession counts a new session channel, reporting false if the
-// connection already has max (0 = unlimited).
-func (c *guardedConn) openSession(max int) bool {
-	if n := c.sessions.Add(1); max > 0 && int(n) > max {
-		c.sessions.Add(-1)
-		return false
-	}
-	return true
-}
-
-func (c *guardedConn) closeSession() { c.sessions.Add(-1) }
-
-// connLimiter counts open connections, in total and per IP address.
-type connLimiter struct {
-	mu       sync.Mutex
-	max      int
-	maxPerIP int
-	total    int
-	perIP    map[string]int
-}
-
-// acquire counts a new connection from ip, or says why it is refused.
-func (l *connLimiter) acquire(ip string) string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	switch {
-	case l.max > 0 && l.total >= l.max:
-		return fmt.Sprintf("server full (%d connections)", l.max)
-	case l.maxPerIP > 0 && l.perIP[ip] >= l.maxPerIP:
-		return fmt.Sprintf("too many connections from %s (%d)", ip, l.maxPerIP)
-	}
-	l.total++
-	l.perIP[ip]++
-	return ""
-}
-
-func (l *connLimiter) release(ip string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.total--
-	if l.perIP[ip]--; l.perIP[ip] == 0 {
-		delete(l.perIP, ip)
-	}
-}
-
-// throttledLog rate-limits log records that anyone can cause without
-// authenticating (refused connections and keys, failed handshakes), so that
-// an attack cannot fill the disk or spend the server's CPU on logging. The
-// next record it lets through says how many it dropped.
-type throttledLog struct {
-	logger     *slog.Logger
-	limit      *rate.Limiter // nil: log everything
-	suppressed atomic.Int64
-}
-
-func newThrottledLog(log *slog.Logger, perSecond float64) *throttledLog {
-	t := &throttledLog{logger: log}
-	if perSecond > 0 {
-		t.limit = rate.NewLimiter(rate.Limit(perSecond), int(max(perSecond, 1)))
-	}
-	return t
-}
-
-func (t *throttledLog) log(level slog.Level, msg string, args ...any) {
-	if t.limit != nil && !t.limit.Allow() {
-		t.suppressed.Add(1)
-		return
-	}
-	if n := t.suppressed.Swap(0); n > 0 {
-		args = append(args, "suppressed_before", n)
-	}
-	t.logger.Log(context.Background(), level, msg, args...)
 }

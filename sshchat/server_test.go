@@ -55,7 +55,7 @@ func TestSameUserTwoSessions(t *testing.T) {
 	alice := ts.user("alice")
 	a1 := ts.join(alice)
 	a2 := ts.join(alice)
-	a1.expect("alice has arrived")
+	// Only a user's first session is announced: a1's next line is bob's.
 	b := ts.join(ts.user("bob"))
 	a1.expect("bob has arrived")
 	a2.expect("bob has arrived")
@@ -165,10 +165,11 @@ func TestRevalidateDisconnectsRemovedKeys(t *testing.T) {
 		client.Close()
 		t.Fatal("removed key still logs in")
 	}
-	// Renaming a key is a removal too: the session was for the old name.
+	// A renamed key ends the session too (it was for the old name), and
+	// says so.
 	ts.allow.set(alice.PublicKey(), "alicia")
 	ts.Revalidate()
-	a.expectEnd("Your key was removed from the allowed keys; goodbye.")
+	a.expectEnd("You are now alicia in the allowed keys; reconnect to chat as alicia.")
 }
 
 func TestShutdownTellsEveryone(t *testing.T) {

@@ -1,29 +1,25 @@
 package sshchat
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	gliderssh "github.com/gliderlabs/ssh"
 	gossh "golang.org/x/crypto/ssh"
-	"golang.org/x/term"
 )
 
-// The session channel is handled here rather than by gliderlabs/ssh's
-// default handler, which accepts agent forwarding, stores env requests
-// without bound and blocks its request loop on an undrained window-change
-// channel. This one accepts exactly what a chat needs: pty-req,
-// window-change, a few env vars and shell; exec, subsystems, x11 and agent
-// forwarding are refused.
+// A session channel is handled here rather than by gliderlabs/ssh's default
+// handler (see the package doc). It accepts exactly what a chat needs:
+// pty-req, window-change, a few env vars and shell; exec, subsystems, x11
+// and agent forwarding are refused.
 
 // allowedEnv are the env requests a session may make; the rest are refused.
 var allowedEnv = map[string]bool{"TERM": true, "LANG": true, "NO_COLOR": true}
-
-// window is a terminal size.
-type window struct{ width, height int }
 
 // sessionSetup is what the client asked for before starting its shell.
 type sessionSetup struct {
@@ -37,7 +33,7 @@ type sessionSetup struct {
 // answer replies to one session channel request. Before the shell starts it
 // records the PTY and environment; afterwards only window changes are taken,
 // passed to resize. Everything else (exec, subsystem, x11-req,
-// auth-agent-req, signal, break) is refused.
+// auth-agent-req, signal, break) is refused. It never waits on the client.
 func (setup *sessionSetup) answer(req *gossh.Request, resize func(window)) {
 	ok := false
 	switch req.Type {
@@ -107,17 +103,17 @@ func (s *Server) handleSession(_ *gliderssh.Server, conn *gossh.ServerConn, newC
 		return
 	}
 	defer s.active.Done()
+	tc := connOf(ctx)
 	id, err := identityOf(conn)
-	if err != nil {
+	if err != nil || tc == nil {
 		newChan.Reject(gossh.Prohibited, "not authenticated")
 		return
 	}
-	gc, _ := ctx.Value(guardedConnKey).(*guardedConn)
-	if gc == nil || !gc.openSession(s.cfg.MaxSessionsPerConn) {
+	if !tc.openSession(s.cfg.MaxSessionsPerConn) {
 		newChan.Reject(gossh.ResourceShortage, fmt.Sprintf("at most %d sessions per connection", s.cfg.MaxSessionsPerConn))
 		return
 	}
-	defer gc.closeSession()
+	defer tc.closeSession()
 	ch, reqs, err := newChan.Accept()
 	if err != nil {
 		return
@@ -125,14 +121,17 @@ func (s *Server) handleSession(_ *gliderssh.Server, conn *gossh.ServerConn, newC
 	defer ch.Close()
 	setup, ok := s.awaitShell(ctx, ch, reqs)
 	if !ok {
+		go gossh.DiscardRequests(reqs)
 		return
 	}
-	gc.loggedIn()
+	tc.startChat()
+	defer tc.endChat()
 
-	log := s.log.With("user", id.name, "key", gossh.FingerprintSHA256(id.key), "remote", conn.RemoteAddr().String())
+	pub, _ := gossh.ParsePublicKey([]byte(id.key))
+	log := s.log.With("user", id.name, "key", gossh.FingerprintSHA256(pub), "remote", conn.RemoteAddr().String())
 	log.Info("login", "pty", setup.pty)
 	start := time.Now()
-	status := s.chat(ch, reqs, conn, setup, id, log)
+	status := s.chat(newSessionIO(s, ch, tc, setup, id.name, log), id, reqs, log)
 	log.Info("logout", "after", time.Since(start).Round(time.Second).String())
 	ch.SendRequest("exit-status", false, gossh.Marshal(struct{ Status uint32 }{status}))
 }
@@ -140,61 +139,118 @@ func (s *Server) handleSession(_ *gliderssh.Server, conn *gossh.ServerConn, newC
 // identity is who a connection authenticated as.
 type identity struct {
 	name string
-	key  gossh.PublicKey
+	key  identityKey
 }
 
-// identityOf returns the identity recorded by verifiedKey for the key that
-// signed the connection's authentication.
+// identityOf returns the identity recorded by the VerifiedPublicKeyCallback
+// for the key that signed the connection's authentication.
 func identityOf(conn *gossh.ServerConn) (identity, error) {
 	if conn.Permissions == nil {
 		return identity{}, errors.New("no permissions")
 	}
-	name := conn.Permissions.Extensions[extUser]
-	key, err := gossh.ParsePublicKey([]byte(conn.Permissions.Extensions[extKey]))
-	if name == "" || err != nil {
-		return identity{}, fmt.Errorf("no verified identity: %v", err)
+	name, key := conn.Permissions.Extensions[extUser], conn.Permissions.Extensions[extKey]
+	if name == "" || key == "" {
+		return identity{}, errors.New("no verified identity")
 	}
-	return identity{name, key}, nil
+	return identity{name, identityKey(key)}, nil
 }
 
-// lineSource is how a session reads what its user types.
-type lineSource interface{ ReadLine() (string, error) }
+// sessionIO is a session's way in and out.
+type sessionIO struct {
+	ch      gossh.Channel
+	conn    *trackedConn
+	setup   *sessionSetup
+	lines   lineSource
+	out     output
+	resized chan window // latest size first; only the request handler sends
+	ended   atomic.Bool // the room let the session go: stop reading
+	wd      *watchdog
+	// Set by the writer when it closes the channel; closes the connection
+	// if the peer never acknowledges, which would keep the reader forever.
+	unacknowledged *time.Timer
+}
+
+func newSessionIO(s *Server, ch gossh.Channel, tc *trackedConn, setup *sessionSetup, name string, log *slog.Logger) *sessionIO {
+	sio := &sessionIO{ch: ch, conn: tc, setup: setup, resized: make(chan window, 1)}
+	sio.wd = newWatchdog(s.cfg.WriteTimeout, func() {
+		log.Warn("write timed out; closing connection", "timeout", s.cfg.WriteTimeout)
+		tc.Close()
+	})
+	w := watchedWriter{ch, sio.wd}
+	in := endableReader{ch, sio.stopped}
+	switch {
+	case !setup.pty:
+		sio.out, sio.lines = channelOutput{w}, newLineReader(in, s.cfg.MaxLine)
+	case setup.term == "dumb":
+		sio.out = dumbOutput{w}
+		sio.lines = &dumbTerminal{r: bufio.NewReaderSize(in, 256), echo: w, max: s.cfg.MaxLine}
+	default:
+		held := &heldWriter{w: w}
+		tr := newTerminalReader(in, held, "["+name+"] ", s.cfg.MaxLine, s.room.names)
+		tr.t.SetSize(setup.size.width, setup.size.height) // nothing typed yet: writes nothing
+		sio.out, sio.lines = &terminalOutput{t: tr.t, held: held, colors: colorsWanted(setup)}, tr
+	}
+	return sio
+}
+
+// stopped reports whether the session's input should no longer be read.
+func (sio *sessionIO) stopped() bool { return sio.ended.Load() || sio.conn.closed.Load() }
+
+// answerRequests answers the session's channel requests until the channel
+// closes. Window sizes go to the writer, latest first, without waiting: the
+// goroutine that answers requests must never wait on the client, or
+// x/crypto's connection loop stops with it.
+func (sio *sessionIO) answerRequests(reqs <-chan *gossh.Request) {
+	resize := func(w window) {
+		select {
+		case <-sio.resized: // superseded
+		default:
+		}
+		sio.resized <- w
+	}
+	for req := range reqs {
+		sio.setup.answer(req, resize)
+	}
+}
 
 // chat runs one session in the room until the user leaves or is
-// disconnected, and returns the session's exit status. The session's writer
-// goroutine also answers its channel requests from now on, which saves a
-// goroutine per session and makes it the terminal's only resizer.
-func (s *Server) chat(ch gossh.Channel, reqs <-chan *gossh.Request, conn *gossh.ServerConn, setup *sessionSetup, id identity, log *slog.Logger) uint32 {
+// disconnected, and returns the session's exit status: gopl's handleConn.
+func (s *Server) chat(sio *sessionIO, id identity, reqs <-chan *gossh.Request, log *slog.Logger) uint32 {
 	cli := &client{name: id.name, key: id.key, out: make(chan *event, s.cfg.QueueLen)}
-	watchdog := time.AfterFunc(time.Hour, func() {
-		log.Warn("write timed out; closing connection", "timeout", s.cfg.WriteTimeout)
-		conn.Close()
-	})
-	watchdog.Stop()
-	var (
-		out    output
-		lines  lineSource
-		resize func(window)
-	)
-	if setup.pty {
-		tr := newTerminalReader(ch, "["+id.name+"] ", s.cfg.MaxLine, s.room.Names)
-		resize = func(w window) { tr.t.SetSize(w.width, w.height) }
-		resize(setup.size)
-		out = &terminalOutput{t: tr.t, watched: watched{watchdog, s.cfg.WriteTimeout}, colors: colorsWanted(setup)}
-		lines = tr
-	} else {
-		out = &channelOutput{ch: ch, watched: watched{watchdog, s.cfg.WriteTimeout}}
-		lines = newLineReader(ch, s.cfg.MaxLine)
+	go sio.answerRequests(reqs)
+	written := s.startWriter(cli, sio, log)
+	defer func() {
+		<-written
+		sio.wd.stop()
+		if sio.unacknowledged != nil {
+			sio.unacknowledged.Stop()
+		}
+	}()
+	if !s.room.enter(cli) {
+		cli.hangup = hangup{notice: "The server is shutting down.", closeConn: true}
+		close(cli.out)
+		return 1
 	}
+	s.readLines(cli, sio.lines)
+	s.room.leave(cli)
+	<-written
+	if cli.hangup.notice != "" {
+		return 1
+	}
+	return 0
+}
 
-	writerDone := make(chan struct{})
+// startWriter starts the session's writer goroutine, which ends when the
+// room closes the client's queue; the returned channel is closed then.
+func (s *Server) startWriter(cli *client, sio *sessionIO, log *slog.Logger) <-chan struct{} {
+	done := make(chan struct{})
 	go func() {
-		defer close(writerDone)
-		if err := cli.writeLoop(out, reqs, func(req *gossh.Request) { setup.answer(req, resize) }); err != nil {
+		defer close(done)
+		if err := cli.writeLoop(sio.out, sio.resized); err != nil {
 			// The connection is broken: close it so the reader stops too,
 			// then discard output until the room lets the client go.
 			log.Debug("write failed", "err", err)
-			conn.Close()
+			sio.conn.Close()
 			for range cli.out {
 			}
 			return
@@ -203,46 +259,28 @@ func (s *Server) chat(ch gossh.Channel, reqs <-chan *gossh.Request, conn *gossh.
 			// The room let this client go: end the session so its reader
 			// stops.
 			log.Info("disconnected", "reason", h.notice)
+			sio.ended.Store(true)
 			if h.closeConn {
-				conn.Close()
-			} else {
-				ch.Close()
+				sio.conn.Close()
+				return
 			}
+			sio.ch.Close()
+			sio.unacknowledged = time.AfterFunc(s.cfg.LoginGrace, func() { sio.conn.Close() })
 		}
 	}()
-
-	select {
-	case s.room.entering <- cli:
-	case <-s.room.done:
-		cli.hangup = hangup{notice: "The server is shutting down.", closeConn: true}
-		close(cli.out)
-		<-writerDone
-		return 1
-	}
-
-	var idle *time.Timer
-	if s.cfg.IdleTimeout > 0 {
-		idle = time.AfterFunc(s.cfg.IdleTimeout, func() {
-			s.room.kick(cli, hangup{notice: fmt.Sprintf("Disconnected after %s without a message.", s.cfg.IdleTimeout), closeConn: false})
-		})
-		defer idle.Stop()
-	}
-	s.readLines(cli, lines, idle)
-	select {
-	case s.room.leaving <- cli:
-	case <-s.room.done:
-	}
-	<-writerDone
-	watchdog.Stop()
-	if cli.hangup.notice != "" {
-		return 1
-	}
-	return 0
+	return done
 }
 
 // readLines forwards what the user types to the room until the input ends,
 // the user quits or the room stops.
-func (s *Server) readLines(cli *client, lines lineSource, idle *time.Timer) {
+func (s *Server) readLines(cli *client, lines lineSource) {
+	var idle *time.Timer
+	if s.cfg.IdleTimeout > 0 {
+		idle = time.AfterFunc(s.cfg.IdleTimeout, func() {
+			s.room.kick(cli, hangup{notice: fmt.Sprintf("Disconnected after %s without a message.", s.cfg.IdleTimeout)})
+		})
+		defer idle.Stop()
+	}
 	for {
 		line, err := lines.ReadLine()
 		msg := message{from: cli}
@@ -263,9 +301,7 @@ func (s *Server) readLines(cli *client, lines lineSource, idle *time.Timer) {
 				continue
 			}
 		}
-		select {
-		case s.room.messages <- msg:
-		case <-s.room.done:
+		if !s.room.say(msg) {
 			return
 		}
 	}
@@ -276,46 +312,3 @@ func (s *Server) readLines(cli *client, lines lineSource, idle *time.Timer) {
 func colorsWanted(setup *sessionSetup) bool {
 	return !setup.noColor && setup.term != "dumb" && setup.term != ""
 }
-
-// watched bounds each write: if the peer stops reading (or vanishes without
-// a FIN) the watchdog closes the connection, which fails the write and frees
-// the session.
-type watched struct {
-	watchdog *time.Timer
-	timeout  time.Duration
-}
-
-func (w watched) arm()    { w.watchdog.Reset(w.timeout) }
-func (w watched) disarm() { w.watchdog.Stop() }
-
-// channelOutput writes line-mode sessions: plain text, no escapes.
-type channelOutput struct {
-	ch gossh.Channel
-	watched
-}
-
-func (o *channelOutput) write(p []byte) error {
-	o.arm()
-	defer o.disarm()
-	_, err := o.ch.Write(p)
-	return err
-}
-
-func (o *channelOutput) style() style { return lineMode }
-
-// terminalOutput writes PTY sessions through x/term, which prints above the
-// prompt and redraws what the user was typing.
-type terminalOutput struct {
-	t *term.Terminal
-	watched
-	colors bool
-}
-
-func (o *terminalOutput) write(p []byte) error {
-	o.arm()
-	defer o.disarm()
-	_, err := o.t.Write(p)
-	return err
-}
-
-func (o *terminalOutput) style() style { return style{terminal: true, color: o.colors} }

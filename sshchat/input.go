@@ -1,0 +1,355 @@
+package sshchat
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"golang.org/x/term"
+)
+
+// Input: how a session reads what its user types. Line-mode sessions read
+// plain lines; PTY sessions go through x/term's line editor, behind a key
+// filter that keeps what a hostile typist can cost the server small.
+
+// lineSource is how a session reads what its user types.
+type lineSource interface{ ReadLine() (string, error) }
+
+// errLineTooLong is returned by a line reader for a line over the limit; the
+// rest of that line has been discarded.
+var errLineTooLong = errors.New("line too long")
+
+// lineTooLongNotice tells a sender why their line vanished.
+func lineTooLongNotice(max int) string {
+	return fmt.Sprintf("That line was longer than %d bytes and was not sent.", max)
+}
+
+// endableReader stops reading once its session has ended. x/crypto keeps
+// handing out what a channel had buffered (up to its 2 MiB window) after the
+// connection closes; nobody will see the result, so it is not processed.
+type endableReader struct {
+	r     io.Reader
+	ended func() bool
+}
+
+func (e endableReader) Read(p []byte) (int, error) {
+	if e.ended() {
+		return 0, io.EOF
+	}
+	return e.r.Read(p)
+}
+
+// lineReader reads newline-terminated lines from a non-terminal session
+// without ever buffering more than the line limit.
+type lineReader struct {
+	r   *bufio.Reader
+	max int
+}
+
+func newLineReader(r io.Reader, max int) *lineReader {
+	// A line of max bytes plus "\r\n" must fit the buffer.
+	return &lineReader{r: bufio.NewReaderSize(r, max+2), max: max}
+}
+
+// ReadLine returns the next line without its line ending. A final line
+// without a newline is returned before io.EOF.
+func (lr *lineReader) ReadLine() (string, error) {
+	line, err := lr.r.ReadSlice('\n')
+	if errors.Is(err, bufio.ErrBufferFull) {
+		for errors.Is(err, bufio.ErrBufferFull) {
+			_, err = lr.r.ReadSlice('\n')
+		}
+		if err == nil || err == io.EOF {
+			err = errLineTooLong
+		}
+		return "", err
+	}
+	if err == io.EOF && len(line) > 0 {
+		err = nil
+	}
+	if err != nil {
+		return "", err
+	}
+	line = bytes.TrimSuffix(bytes.TrimSuffix(line, []byte{'\n'}), []byte{'\r'})
+	if len(line) > lr.max {
+		return "", errLineTooLong
+	}
+	return string(line), nil
+}
+
+// Keys the filter treats specially.
+const (
+	ctrlC     = 0x03
+	ctrlG     = 0x07
+	backspace = 0x08
+	tab       = '\t'
+	keyEnter  = '\r'
+	escape    = 0x1b
+	del       = 0x7f
+)
+
+// keyFilter sits between a PTY session's channel and x/term's line editor.
+//
+// x/term calls its completion callback on every key, after copying the
+// whole line into a string, so a user streaming keys without Enter would
+// cost the server time in proportion to the line's length on every key. The
+// filter therefore turns the callback on only for the keys it is for (Tab,
+// and Ctrl-C, which it rewrites to Ctrl-G because x/term would treat it as
+// end of input), handing each of those to x/term alone. It also keeps an
+// upper bound on the line's length in bytes and drops printable input past
+// the line limit, ringing the bell, instead of letting the line grow.
+type keyFilter struct {
+	r        io.Reader
+	t        *term.Terminal
+	complete func(line string, pos int, key rune) (string, int, bool)
+	bell     io.Writer
+	max      int
+
+	length  int  // upper bound on the line's length in bytes
+	measure bool // the bound is lost: measure the line at the next key
+	escSeq  int  // bytes into an escape sequence, 0 outside one
+	pending []byte
+	buf     [256]byte
+}
+
+func (f *keyFilter) Read(p []byte) (int, error) {
+	if len(f.pending) == 0 {
+		n, err := f.r.Read(f.buf[:])
+		if n == 0 {
+			return 0, err
+		}
+		f.pending = f.buf[:n]
+	}
+	f.t.AutoCompleteCallback = nil
+	n, rang := 0, false
+	for len(f.pending) > 0 && n < len(p) {
+		c := f.pending[0]
+		alone := c == tab || c == ctrlC || f.measure
+		if alone && n > 0 {
+			break // first hand over what came before, without the callback
+		}
+		f.pending = f.pending[1:]
+		if !f.track(c) {
+			rang = true
+			continue
+		}
+		if c == ctrlC {
+			c = ctrlG
+		}
+		p[n] = c
+		n++
+		if alone {
+			f.t.AutoCompleteCallback = f.callback
+			break
+		}
+	}
+	if rang {
+		f.bell.Write([]byte{'\a'})
+	}
+	return n, nil
+}
+
+// track updates the length bound for key byte c and reports whether c may
+// go to the editor.
+func (f *keyFilter) track(c byte) bool {
+	switch {
+	case f.escSeq > 0:
+		// Cursor keys, history, word moves: the line may change in ways
+		// the bound cannot follow, so measure it at the next key.
+		f.escSeq++
+		if (f.escSeq == 2 && c != '[') || (f.escSeq > 2 && c >= 0x40 && c <= 0x7e) {
+			f.escSeq, f.measure = 0, true
+		}
+	case c == escape:
+		f.escSeq = 1
+	case c == keyEnter:
+		f.length = 0
+	case c == del || c == backspace:
+		f.length = max(f.length-1, 0)
+	case c < 0x20:
+		f.measure = true // Ctrl-U, Ctrl-W, Ctrl-K and the like edit the line
+	case f.length >= f.max:
+		return false
+	default:
+		f.length++
+	}
+	return true
+}
+
+// callback is x/term's completion callback while it is on: it measures the
+// line, then completes on Tab and clears the line on Ctrl-G.
+func (f *keyFilter) callback(line string, pos int, key rune) (string, int, bool) {
+	f.measure = false
+	f.length = len(line)
+	if key >= 0x20 && key != del {
+		f.length += len(string(key))
+	}
+	switch key {
+	case ctrlG:
+		f.length = 0
+		return "", 0, true
+	case tab:
+		newLine, newPos, ok := f.complete(line, pos, key)
+		if ok {
+			f.length = len(newLine)
+		}
+		return newLine, newPos, ok
+	}
+	return "", 0, false
+}
+
+// terminalReader reads lines from a PTY session with x/term's line editor:
+// prompt, history, arrow keys, and completion of @names and /commands.
+type terminalReader struct {
+	t   *term.Terminal
+	max int
+}
+
+// newTerminalReader returns a reader for the PTY session whose input is in
+// and whose terminal output goes to out; bell sounds when input is refused.
+func newTerminalReader(in io.Reader, out io.Writer, prompt string, max int, names func() []string) *terminalReader {
+	f := &keyFilter{r: in, bell: out, max: max}
+	f.t = term.NewTerminal(struct {
+		io.Reader
+		io.Writer
+	}{f, out}, prompt)
+	cached := cachedNames(names, time.Now, namesCacheFor)
+	f.complete = func(line string, pos int, _ rune) (string, int, bool) { return complete(line, pos, cached) }
+	return &terminalReader{t: f.t, max: max}
+}
+
+func (tr *terminalReader) ReadLine() (string, error) {
+	line, err := tr.t.ReadLine()
+	if errors.Is(err, term.ErrPasteIndicator) {
+		err = nil
+	}
+	if err != nil {
+		return "", err
+	}
+	if len(line) > tr.max {
+		return "", errLineTooLong
+	}
+	return line, nil
+}
+
+// namesCacheFor is how long tab completion reuses the list of names: a
+// user holding Tab must not make the broadcaster build one per key.
+const namesCacheFor = 2 * time.Second
+
+// cachedNames returns names, calling fetch at most once per ttl.
+func cachedNames(fetch func() []string, now func() time.Time, ttl time.Duration) func() []string {
+	var (
+		names   []string
+		fetched time.Time
+	)
+	return func() []string {
+		if t := now(); names == nil || t.Sub(fetched) >= ttl {
+			names, fetched = fetch(), t
+		}
+		return names
+	}
+}
+
+// dumbTerminal reads lines from a PTY whose terminal is "dumb": no cursor
+// control at all, so it echoes what is typed and erases with backspaces.
+type dumbTerminal struct {
+	r    *bufio.Reader
+	echo io.Writer
+	max  int
+}
+
+func (d *dumbTerminal) ReadLine() (string, error) {
+	var line []byte
+	tooLong := false
+	for {
+		c, err := d.r.ReadByte()
+		if err != nil {
+			return "", err
+		}
+		var echo []byte
+		switch {
+		case c == keyEnter || c == '\n':
+			d.echo.Write([]byte("\r\n"))
+			if tooLong {
+				return "", errLineTooLong
+			}
+			return string(line), nil
+		case c == 0x04 && len(line) == 0: // Ctrl-D
+			return "", io.EOF
+		case c == del || c == backspace:
+			if len(line) > 0 {
+				line = line[:len(line)-1]
+				echo = []byte("\b \b")
+			}
+		case c < 0x20:
+		case len(line) >= d.max:
+			tooLong = true
+		default:
+			line = append(line, c)
+			echo = []byte{c}
+		}
+		if echo != nil {
+			d.echo.Write(echo)
+		}
+	}
+}
+
+// complete implements tab completion: the word before the cursor is
+// completed to a command when it starts with / at the start of the line, or
+// to an online user's name when it starts with @. names is called only when
+// needed.
+func complete(line string, pos int, names func() []string) (string, int, bool) {
+	start := strings.LastIndexByte(line[:pos], ' ') + 1
+	word := line[start:pos]
+	var candidates []string
+	var suffix string
+	switch {
+	case start == 0 && strings.HasPrefix(word, "/"):
+		candidates, suffix = commandNames(), " "
+	case strings.HasPrefix(word, "@"):
+		for _, n := range names() {
+			candidates = append(candidates, "@"+n)
+		}
+		suffix = " "
+		if start == 0 {
+			suffix = ": "
+		}
+	default:
+		return "", 0, false
+	}
+	var matches []string
+	for _, c := range candidates {
+		if len(c) >= len(word) && strings.EqualFold(c[:len(word)], word) {
+			matches = append(matches, c)
+		}
+	}
+	var fill string
+	switch len(matches) {
+	case 0:
+		return "", 0, false
+	case 1:
+		fill = matches[0] + suffix
+	default:
+		fill = commonPrefix(matches)
+		if len(fill) <= len(word) {
+			return "", 0, false
+		}
+	}
+	return line[:start] + fill + line[pos:], start + len(fill), true
+}
+
+func commonPrefix(words []string) string {
+	p := words[0]
+	for _, w := range words[1:] {
+		n := 0
+		for n < len(p) && n < len(w) && p[n] == w[n] {
+			n++
+		}
+		p = p[:n]
+	}
+	return p
+}

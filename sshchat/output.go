@@ -1,0 +1,247 @@
+package sshchat
+
+import (
+	"io"
+	"sync"
+	"time"
+
+	"golang.org/x/term"
+)
+
+// Output: a session's writer goroutine drains its client's queue to the
+// channel, coalescing whatever is queued into one write, and applies the
+// terminal's size changes. Every write to a channel, echo and repaints
+// included, runs under a watchdog.
+
+// maxBatch bounds how much queued output one write coalesces: about one SSH
+// packet's worth.
+const maxBatch = 32 << 10
+
+// window is a terminal size.
+type window struct{ width, height int }
+
+// output is where a session's chat output goes.
+type output interface {
+	// write sends a batch of rendered events.
+	write(p []byte) error
+	// resize applies a new terminal size.
+	resize(w window) error
+	// style says how to render events.
+	style() style
+}
+
+// writeLoop drains cli.out to w until the broadcaster closes it, coalescing
+// whatever is queued into one write per wake-up: for a busy room that is one
+// SSH packet for many lines instead of one per line. Meanwhile it applies
+// the window sizes arriving on resized.
+func (cli *client) writeLoop(w output, resized <-chan window) error {
+	st := w.style()
+	for {
+		select {
+		case size := <-resized:
+			if err := w.resize(size); err != nil {
+				return err
+			}
+		case ev, ok := <-cli.out:
+			if !ok {
+				if cli.hangup.notice != "" {
+					return w.write(noticeEvent(cli.hangup.notice).appendTo(nil, st))
+				}
+				return nil
+			}
+			if err := cli.writeBatch(w, st, ev); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// batchBuffers are the buffers writers coalesce output in, shared so that
+// an idle session holds none.
+var batchBuffers = sync.Pool{New: func() any { return new([]byte) }}
+
+// writeBatch writes ev and whatever else is queued behind it, up to
+// maxBatch, in one write.
+func (cli *client) writeBatch(w output, st style, ev *event) error {
+	bp := batchBuffers.Get().(*[]byte)
+	buf := ev.appendTo((*bp)[:0], st)
+	for len(buf) < maxBatch {
+		select {
+		case ev, ok := <-cli.out:
+			if ok {
+				buf = ev.appendTo(buf, st)
+				continue
+			}
+			// Closed: writeLoop sees that on its next receive.
+		default:
+		}
+		break
+	}
+	err := w.write(buf)
+	*bp = buf
+	batchBuffers.Put(bp)
+	return err
+}
+
+// appendTo appends ev rendered in st: for line mode, the shared bytes
+// rendered once when the event was made.
+func (ev *event) appendTo(buf []byte, st style) []byte {
+	if st == lineMode {
+		return append(buf, ev.line...)
+	}
+	return ev.render(buf, st)
+}
+
+// watchdog closes a connection whose writes stop making progress: a peer
+// that stops reading, or vanishes without a FIN, would otherwise hold a
+// write, and the session with it, forever. Several goroutines may write at
+// once (the writer, and x/term echoing keys); the watchdog runs while any
+// write is under way and restarts whenever one completes.
+type watchdog struct {
+	mu      sync.Mutex
+	timer   *time.Timer
+	timeout time.Duration
+	writing int
+}
+
+func newWatchdog(timeout time.Duration, expired func()) *watchdog {
+	wd := &watchdog{timer: time.AfterFunc(time.Hour, expired), timeout: timeout}
+	wd.timer.Stop()
+	return wd
+}
+
+func (wd *watchdog) begin() {
+	wd.mu.Lock()
+	if wd.writing++; wd.writing == 1 {
+		wd.timer.Reset(wd.timeout)
+	}
+	wd.mu.Unlock()
+}
+
+func (wd *watchdog) end() {
+	wd.mu.Lock()
+	if wd.writing--; wd.writing == 0 {
+		wd.timer.Stop()
+	} else {
+		wd.timer.Reset(wd.timeout)
+	}
+	wd.mu.Unlock()
+}
+
+func (wd *watchdog) stop() { wd.timer.Stop() }
+
+// watchedWriter writes to w under a watchdog.
+type watchedWriter struct {
+	w  io.Writer
+	wd *watchdog
+}
+
+func (ww watchedWriter) Write(p []byte) (int, error) {
+	ww.wd.begin()
+	defer ww.wd.end()
+	return ww.w.Write(p)
+}
+
+// channelOutput writes line-mode sessions: plain text, no escapes.
+type channelOutput struct{ w io.Writer }
+
+func (o channelOutput) write(p []byte) error {
+	_, err := o.w.Write(p)
+	return err
+}
+
+func (channelOutput) resize(window) error { return nil }
+func (channelOutput) style() style        { return lineMode }
+
+// dumbOutput writes PTY sessions on a dumb terminal: timestamps, CRLF line
+// ends, no colours and no cursor control.
+type dumbOutput struct{ w io.Writer }
+
+func (o dumbOutput) write(p []byte) error {
+	bp := batchBuffers.Get().(*[]byte)
+	buf := (*bp)[:0]
+	for _, c := range p {
+		if c == '\n' {
+			buf = append(buf, '\r')
+		}
+		buf = append(buf, c)
+	}
+	_, err := o.w.Write(buf)
+	*bp = buf
+	batchBuffers.Put(bp)
+	return err
+}
+
+func (dumbOutput) resize(window) error { return nil }
+func (dumbOutput) style() style        { return style{terminal: true} }
+
+// terminalOutput writes PTY sessions through x/term, which prints above the
+// prompt and redraws what the user was typing. x/term writes the line
+// clearing, each line, each line end and the prompt separately; they are
+// held and sent as one channel write.
+type terminalOutput struct {
+	t      *term.Terminal
+	held   *heldWriter
+	colors bool
+}
+
+func (o *terminalOutput) write(p []byte) error {
+	o.held.hold()
+	_, err := o.t.Write(p)
+	return firstErr(err, o.held.release())
+}
+
+func (o *terminalOutput) resize(w window) error {
+	o.held.hold()
+	err := o.t.SetSize(w.width, w.height)
+	return firstErr(err, o.held.release())
+}
+
+func (o *terminalOutput) style() style { return style{terminal: true, color: o.colors} }
+
+// heldWriter is a terminal's way out: writes go straight through, except
+// between hold and release, when they are collected and sent as one.
+type heldWriter struct {
+	mu   sync.Mutex
+	w    io.Writer
+	held *[]byte // from batchBuffers while held
+}
+
+func (h *heldWriter) Write(p []byte) (int, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.held != nil {
+		*h.held = append(*h.held, p...)
+		return len(p), nil
+	}
+	return h.w.Write(p)
+}
+
+func (h *heldWriter) hold() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.held = batchBuffers.Get().(*[]byte)
+	*h.held = (*h.held)[:0]
+}
+
+func (h *heldWriter) release() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	bp := h.held
+	h.held = nil
+	var err error
+	if len(*bp) > 0 {
+		_, err = h.w.Write(*bp)
+	}
+	batchBuffers.Put(bp)
+	return err
+}
+
+func firstErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}

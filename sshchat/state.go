@@ -1,0 +1,280 @@
+package sshchat
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// state is everything the broadcaster owns. Only the broadcaster goroutine
+// holds a *state, so none of it needs a lock.
+type state struct {
+	clients map[*client]struct{}
+	users   map[string]*user // by name: everyone online, and who left lately
+	history []*event         // last public events, oldest first
+	dropped []dropRequest    // clients to drop once the current fan-out ends
+	closed  bool
+
+	opts roomOptions
+	now  func() time.Time
+}
+
+type roomOptions struct {
+	history     int        // public events replayed to a joiner
+	rate        rate.Limit // lines per second per user; 0 = unlimited
+	burst       int
+	maxPerUser  int        // sessions per user; 0 = unlimited
+	sessionRate rate.Limit // session starts per second per user; 0 = unlimited
+	// refuse says why a user may not be in the room, or returns "". Nil
+	// admits everyone.
+	refuse func(name string, key identityKey) string
+}
+
+// userLinger is how long the room remembers a user after their last session
+// ends: long enough for every per-user limiter to refill, so that
+// reconnecting does not reset them.
+const userLinger = time.Minute
+
+// Arrivals and departures announced per user: a burst, then one every
+// announceEvery, so a reconnect loop cannot flood the room with them.
+const (
+	announceBurst = 3
+	announceEvery = 20 * time.Second
+)
+
+// user is what the room knows about one name, across all its sessions.
+type user struct {
+	sessions  int
+	lines     *rate.Limiter // nil: unlimited
+	starts    *rate.Limiter // session starts; nil: unlimited
+	announces *rate.Limiter
+	announced bool // the arrival was announced, so the departure will be
+	throttled bool // told about the rate limit since its last accepted line
+	away      string
+	replyTo   string // last user who sent this one a private message
+	lastActive,
+	leftAt time.Time
+}
+
+type dropRequest struct {
+	cli    *client
+	reason hangup
+}
+
+func newState(opts roomOptions, now func() time.Time) *state {
+	return &state{
+		clients: make(map[*client]struct{}),
+		users:   make(map[string]*user),
+		opts:    opts,
+		now:     now,
+	}
+}
+
+// has reports whether cli is in the room.
+func (st *state) has(cli *client) bool {
+	_, ok := st.clients[cli]
+	return ok
+}
+
+// user returns the record for name, creating it if the room has none.
+func (st *state) user(name string) *user {
+	u := st.users[name]
+	if u == nil {
+		u = &user{announces: rate.NewLimiter(rate.Every(announceEvery), announceBurst)}
+		if st.opts.rate > 0 {
+			u.lines = rate.NewLimiter(st.opts.rate, st.opts.burst)
+		}
+		if st.opts.sessionRate > 0 {
+			u.starts = rate.NewLimiter(st.opts.sessionRate, max(st.opts.maxPerUser, 1))
+		}
+		st.users[name] = u
+	}
+	return u
+}
+
+// admit says why cli may not join, if it may not.
+func (st *state) admit(cli *client, u *user) (why hangup, ok bool) {
+	name := cli.name
+	if st.opts.refuse != nil {
+		if why := st.opts.refuse(name, cli.key); why != "" {
+			return hangup{notice: why, closeConn: true}, false
+		}
+	}
+	switch {
+	case st.opts.maxPerUser > 0 && u.sessions >= st.opts.maxPerUser:
+		return hangup{notice: fmt.Sprintf("Too many sessions for %s (at most %d).", name, st.opts.maxPerUser)}, false
+	case u.starts != nil && !u.starts.Allow():
+		return hangup{notice: fmt.Sprintf("Too many new sessions for %s; wait a few seconds and try again.", name)}, false
+	}
+	return hangup{}, true
+}
+
+func (st *state) join(cli *client) {
+	u := st.user(cli.name)
+	if why, ok := st.admit(cli, u); !ok {
+		cli.hangup = why
+		close(cli.out)
+		return
+	}
+	if u.sessions++; u.sessions == 1 {
+		u.lastActive = st.now()
+		u.announced = u.announces.Allow()
+		if u.announced {
+			st.broadcast(st.newEvent(eventJoin, cli.name, ""), nil)
+		}
+	}
+	st.clients[cli] = struct{}{}
+	// The queue holds at least the replay (see Config.validate), so these
+	// sends cannot block.
+	for _, ev := range st.history {
+		cli.out <- ev.replay()
+	}
+	cli.out <- noticeEvent("You are " + cli.name)
+}
+
+// drop removes cli from the room and, if it was the user's last session,
+// announces the departure.
+func (st *state) drop(cli *client, why hangup) {
+	st.remove(cli, why)
+	if u := st.users[cli.name]; u.sessions == 0 && u.announced {
+		st.broadcast(st.newEvent(eventLeave, cli.name, ""), nil)
+	}
+}
+
+// remove takes cli out of the room and closes its queue; its writer then
+// says why and hangs up.
+func (st *state) remove(cli *client, why hangup) {
+	delete(st.clients, cli)
+	cli.hangup = why
+	close(cli.out)
+	u := st.users[cli.name]
+	if u.sessions--; u.sessions == 0 {
+		u.leftAt, u.away, u.replyTo = st.now(), "", ""
+	}
+}
+
+// forgetOfflineUsers drops the records of users gone for longer than
+// userLinger.
+func (st *state) forgetOfflineUsers() {
+	now := st.now()
+	for name, u := range st.users {
+		if u.sessions == 0 && now.Sub(u.leftAt) > userLinger {
+			delete(st.users, name)
+		}
+	}
+}
+
+// flushDropped drops the clients whose queues overflowed during fan-out.
+// Dropping announces a departure, which is itself a fan-out, so it is done
+// here rather than in the middle of another.
+func (st *state) flushDropped() {
+	// Each drop may overflow more queues and so append to st.dropped.
+	for i := 0; i < len(st.dropped); i++ {
+		if d := st.dropped[i]; st.has(d.cli) {
+			st.drop(d.cli, d.reason)
+		}
+	}
+	clear(st.dropped)
+	st.dropped = st.dropped[:0]
+}
+
+// broadcast sends ev to every client but except.
+func (st *state) broadcast(ev *event, except *client) {
+	for cli := range st.clients {
+		if cli != except {
+			st.send(cli, ev)
+		}
+	}
+}
+
+// send queues ev for cli without ever blocking: a client whose queue is full
+// is not keeping up and is disconnected, so one stalled reader cannot hold up
+// the room.
+func (st *state) send(cli *client, ev *event) {
+	select {
+	case cli.out <- ev:
+	default:
+		if !cli.overflowed {
+			cli.overflowed = true
+			st.dropped = append(st.dropped, dropRequest{cli, hangup{
+				notice:    fmt.Sprintf("Disconnected: you were not reading fast enough (%d messages queued).", cap(cli.out)),
+				closeConn: true,
+			}})
+		}
+	}
+}
+
+// sendUser sends ev to every session of name.
+func (st *state) sendUser(name string, ev *event) {
+	for cli := range st.clients {
+		if cli.name == name {
+			st.send(cli, ev)
+		}
+	}
+}
+
+func (st *state) notify(cli *client, text string) {
+	st.send(cli, noticeEvent(text))
+}
+
+func (st *state) handle(msg message) {
+	cli, u := msg.from, st.users[msg.from.name]
+	if msg.notice != "" {
+		st.notify(cli, msg.notice)
+		return
+	}
+	if u.lines != nil && !u.lines.Allow() {
+		if !u.throttled {
+			u.throttled = true
+			st.notify(cli, fmt.Sprintf("Slow down: at most %g messages per second; that line was not sent.", float64(st.opts.rate)))
+		}
+		return
+	}
+	u.throttled = false
+	u.lastActive = st.now()
+
+	text := msg.text
+	if !strings.HasPrefix(text, "/") || strings.HasPrefix(text, "//") {
+		text = strings.TrimPrefix(text, "/")
+		st.publish(st.newEvent(eventChat, cli.name, text), cli)
+		return
+	}
+	cmd, arg, _ := strings.Cut(text, " ")
+	arg = strings.TrimSpace(arg)
+	if c, ok := commands[cmd]; ok {
+		c.run(st, cli, u, arg)
+		return
+	}
+	st.notify(cli, fmt.Sprintf("Unknown command %s; try /help.", cmd))
+}
+
+// publish fans a public event out and keeps it for scrollback.
+func (st *state) publish(ev *event, from *client) {
+	if st.opts.history > 0 {
+		if len(st.history) == st.opts.history {
+			copy(st.history, st.history[1:])
+			st.history = st.history[:len(st.history)-1]
+		}
+		st.history = append(st.history, ev)
+	}
+	st.broadcast(ev, from)
+}
+
+func (st *state) newEvent(kind eventKind, from, text string) *event {
+	return newEvent(kind, from, text, st.now())
+}
+
+// onlineNames returns the names of users with a session, sorted.
+func (st *state) onlineNames() []string {
+	names := make([]string, 0, len(st.users))
+	for name, u := range st.users {
+		if u.sessions > 0 {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	return names
+}
