@@ -587,3 +587,16 @@ func (st *ModerationStore) Reload() error {
 	st.cur.Store(m)
 	return nil
 }
+
+// Edit edits the file with [EditModeration] and makes the result current
+// at once, so that what the edit did holds from the moment it returns.
+func (st *ModerationStore) Edit(fn func(m *Moderation) error) (*Moderation, error) {
+	st.reloading.Lock()
+	defer st.reloading.Unlock()
+	m, err := EditModeration(st.path, fn)
+	if err != nil {
+		return nil, err
+	}
+	st.cur.Store(m)
+	return m, nil
+}

@@ -9,9 +9,10 @@ import (
 
 // command is a slash command. run executes on the broadcaster goroutine.
 type command struct {
-	usage string
-	help  string
-	run   func(st *state, cli *client, u *user, arg string)
+	usage        string
+	help         string
+	run          func(st *state, cli *client, u *user, arg string)
+	forOperators bool // checked by state.handle, the one place that does
 }
 
 // commands maps "/name" to its command. /quit is also handled by the session
@@ -22,14 +23,25 @@ var commands map[string]command
 // values refer back to it would be an initialisation cycle.
 func init() {
 	commands = map[string]command{
-		"/help":  {"/help", "show this help", cmdHelp},
-		"/names": {"/names", "who is online, with idle time", cmdNames},
-		"/me":    {"/me ACTION", "say what you are doing: * alice waves", cmdMe},
-		"/msg":   {"/msg NAME TEXT", "private message to all of NAME's sessions", cmdMsg},
-		"/reply": {"/reply TEXT", "private message to whoever last messaged you", cmdReply},
-		"/away":  {"/away [REASON]", "mark yourself away", cmdAway},
-		"/back":  {"/back", "you are back", cmdBack},
-		"/quit":  {"/quit", "leave the chat", func(*state, *client, *user, string) {}},
+		"/help":    {"/help", "show this help", cmdHelp, false},
+		"/names":   {"/names", "who is online, with idle time", cmdNames, false},
+		"/me":      {"/me ACTION", "say what you are doing: * alice waves", cmdMe, false},
+		"/msg":     {"/msg NAME TEXT", "private message to all of NAME's sessions", cmdMsg, false},
+		"/reply":   {"/reply TEXT", "private message to whoever last messaged you", cmdReply, false},
+		"/away":    {"/away [REASON]", "mark yourself away", cmdAway, false},
+		"/back":    {"/back", "you are back", cmdBack, false},
+		"/quit":    {"/quit", "leave the chat", func(*state, *client, *user, string) {}, false},
+		"/history": {"/history [N]", fmt.Sprintf("the last N public messages (default %d, at most %d)", defaultHistoryShown, maxHistoryShown), cmdHistory, false},
+
+		"/kick":   {"/kick NAME [REASON]", "disconnect all of NAME's sessions", cmdKick, true},
+		"/mute":   {"/mute NAME [DURATION] [REASON]", "refuse NAME's lines (default 1h; DURATION like 10m, 2h30m)", cmdMute, true},
+		"/unmute": {"/unmute NAME", "lift NAME's mute", cmdUnmute, true},
+		"/ban":    {"/ban NAME [DURATION] [REASON]", "disconnect NAME and refuse their logins (default: until /unban)", cmdBan, true},
+		"/unban":  {"/unban NAME", "lift NAME's ban", cmdUnban, true},
+		"/banned": {"/banned", "list bans and mutes: who, by whom, when, why, until", cmdBanned, true},
+		"/op":     {"/op NAME", "make NAME an operator", cmdOp, true},
+		"/deop":   {"/deop NAME", "make NAME an ordinary user again", cmdDeop, true},
+		"/motd":   {"/motd TEXT|off", "set or remove the message of the day shown on joining", cmdMOTD, true},
 	}
 }
 
@@ -46,9 +58,19 @@ func commandNames() []string {
 func cmdHelp(st *state, cli *client, _ *user, _ string) {
 	var b strings.Builder
 	b.WriteString("Commands (start a message with // to send a literal /):")
-	for _, name := range commandNames() {
-		c := commands[name]
-		fmt.Fprintf(&b, "\n  %-16s %s", c.usage, c.help)
+	op := st.isOperator(cli.name)
+	for _, forOperators := range []bool{false, true} {
+		if forOperators {
+			if !op {
+				break
+			}
+			b.WriteString("\nOperator commands:")
+		}
+		for _, name := range commandNames() {
+			if c := commands[name]; c.forOperators == forOperators {
+				fmt.Fprintf(&b, "\n  %-32s %s", c.usage, c.help)
+			}
+		}
 	}
 	st.notify(cli, b.String())
 }
@@ -65,6 +87,9 @@ func cmdNames(st *state, cli *client, _ *user, _ string) {
 		}
 		fmt.Fprintf(&b, " %s", name)
 		var notes []string
+		if st.isOperator(name) {
+			notes = append(notes, "op")
+		}
 		if u.away != "" {
 			notes = append(notes, "away: "+u.away)
 		}
@@ -83,7 +108,7 @@ func cmdMe(st *state, cli *client, _ *user, arg string) {
 		st.notify(cli, "Usage: /me ACTION")
 		return
 	}
-	st.publish(st.newEvent(eventAction, cli.name, arg), cli)
+	st.say(cli, eventAction, arg)
 }
 
 func cmdMsg(st *state, cli *client, u *user, arg string) {

@@ -49,8 +49,8 @@ func newTrackedConn(conn net.Conn, graceFor time.Duration, expired, release func
 
 func (c *trackedConn) Close() error {
 	c.once.Do(func() {
-		c.closed.Store(true)
 		c.mu.Lock()
+		c.closed.Store(true) // under mu, so closeSession cannot re-arm the grace after
 		c.grace.Stop()
 		c.mu.Unlock()
 		c.release()
@@ -101,7 +101,7 @@ func (c *trackedConn) openSession(max int) bool {
 func (c *trackedConn) closeSession() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.sessions--; c.sessions == 0 {
+	if c.sessions--; c.sessions == 0 && !c.closed.Load() {
 		c.grace.Reset(c.graceFor)
 	}
 }

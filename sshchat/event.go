@@ -15,6 +15,7 @@ const (
 	eventLeave                    // alice has left
 	eventPrivate                  // [PM from alice] hi
 	eventNotice                   // server text for one client
+	eventGroup                    // several events written as one
 )
 
 // event is one thing to show clients. The broadcaster builds it once and
@@ -25,8 +26,11 @@ type event struct {
 	from     string
 	text     string
 	at       time.Time
+	seq      uint64 // public messages: their place in the room's history
 	isReplay bool   // scrollback shown on join
+	withDate bool   // a replayed line from before today
 	line     []byte // line-mode rendering, with its newline
+	group    []*event
 }
 
 func newEvent(kind eventKind, from, text string, at time.Time) *event {
@@ -43,18 +47,35 @@ func noticeEvent(text string) *event {
 	return newEvent(eventNotice, "", text, time.Time{})
 }
 
+// groupEvent makes evs one event, written at once: a joiner's replay and
+// greeting, or /history.
+func groupEvent(evs []*event) *event {
+	g := &event{kind: eventGroup, group: evs}
+	for _, ev := range evs {
+		g.line = append(g.line, ev.line...)
+	}
+	return g
+}
+
 // replay returns a copy of ev marked as scrollback, which is shown with its
-// time even in line mode.
-func (ev *event) replay() *event {
+// time even in line mode, and its date if it is not from the day of now.
+func (ev *event) replay(now time.Time) *event {
 	r := *ev
 	r.isReplay = true
+	y1, m1, d1 := ev.at.UTC().Date()
+	y2, m2, d2 := now.UTC().Date()
+	r.withDate = y1 != y2 || m1 != m2 || d1 != d2
 	r.line = r.render(make([]byte, 0, len(r.from)+len(r.text)+lineOverhead), lineMode)
 	return &r
 }
 
 // timeLayout is how events are stamped: hours and minutes, in UTC, so that
-// everyone in the room sees the same time for the same line.
-const timeLayout = "15:04"
+// everyone in the room sees the same time for the same line. Replayed lines
+// from another day carry the date too.
+const (
+	timeLayout     = "15:04"
+	dateTimeLayout = "2006-01-02 15:04"
+)
 
 // style is how a session shows events.
 type style struct {
@@ -65,10 +86,20 @@ type style struct {
 // lineMode is the style of sessions without a PTY: the plain line protocol.
 var lineMode = style{}
 
-// render appends ev as one line of text to buf.
+// render appends ev as one line of text to buf (a group as several).
 func (ev *event) render(buf []byte, st style) []byte {
+	if ev.kind == eventGroup {
+		for _, e := range ev.group {
+			buf = e.render(buf, st)
+		}
+		return buf
+	}
 	if ev.kind != eventNotice && (st.terminal || ev.isReplay) {
-		buf = ev.at.UTC().AppendFormat(buf, timeLayout)
+		layout := timeLayout
+		if ev.withDate {
+			layout = dateTimeLayout
+		}
+		buf = ev.at.UTC().AppendFormat(buf, layout)
 		buf = append(buf, ' ')
 	}
 	name := func(buf []byte) []byte { return appendName(buf, ev.from, st.color) }

@@ -77,7 +77,7 @@ func TestRefusedRequests(t *testing.T) {
 	}
 	// The allowed env vars are accepted, and the connection still chats.
 	c := startChatWith(t, client, false, map[string]string{"LANG": "C.UTF-8", "NO_COLOR": "1"})
-	c.expect("You are mallory")
+	c.expectWelcome("mallory", "mallory")
 }
 
 func sendRequest(s *gossh.Session, name string, payload []byte) error {
@@ -201,7 +201,7 @@ func TestConnectionLimits(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { client.Close() })
-		startChat(t, client, false).expect("You are alice")
+		startChat(t, client, false).expectWelcome("alice", "alice")
 		if s, err := client.NewSession(); err == nil {
 			s.Close()
 			t.Fatal("second session accepted")

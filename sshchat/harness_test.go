@@ -3,6 +3,7 @@ package sshchat
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"crypto/ed25519"
 	"crypto/rand"
 	"io"
@@ -265,6 +266,13 @@ func (c *chatter) next() string {
 		c.t.Fatalf("no line within %v", waitLimit)
 	}
 	return ""
+}
+
+// expectWelcome fails unless the next lines are the greeting of a session
+// of name, with the users online.
+func (c *chatter) expectWelcome(name string, online ...string) {
+	c.t.Helper()
+	c.expect(fmt.Sprintf("%d online: %s", len(online), strings.Join(online, ", ")), "Type /help for commands.", "You are "+name)
 }
 
 // expect fails unless the next lines are exactly want, in order.

@@ -12,9 +12,18 @@ type room struct {
 	entering chan *client
 	leaving  chan *client
 	messages chan message
+	stored   chan stored // public messages whose write to the store is done
 	control  chan func(*state)
 	done     chan struct{} // closed when the broadcaster has stopped
+
+	// The room's worker runs what must not hold up the broadcaster (file
+	// writes for moderation), one job at a time, in order.
+	jobs       chan func()
+	workerDone chan struct{}
 }
+
+// maxPendingJobs bounds the moderation changes waiting to be written.
+const maxPendingJobs = 64
 
 // message is one line a client typed, already sanitised, or a notice the
 // session handler needs shown to its own client (only the broadcaster sends
@@ -32,11 +41,44 @@ func newRoom(opts roomOptions, now func() time.Time) *room {
 		// Unbuffered, like entering and leaving: a sender's line is taken
 		// before its leave can be, so "echo hi | ssh ..." delivers hi.
 		messages: make(chan message),
-		control:  make(chan func(*state)),
-		done:     make(chan struct{}),
+		// Buffered so that the store's writer rarely waits for the
+		// broadcaster to take what it has written.
+		stored:     make(chan stored, 256),
+		control:    make(chan func(*state)),
+		done:       make(chan struct{}),
+		jobs:       make(chan func(), maxPendingJobs),
+		workerDone: make(chan struct{}),
 	}
-	go r.broadcaster(newState(opts, now))
+	st := newState(opts, now)
+	st.do = r.do
+	st.offload = r.offload
+	st.storedBack = func(s stored) {
+		select {
+		case r.stored <- s:
+		case <-r.done:
+		}
+	}
+	go r.broadcaster(st)
+	go r.worker()
 	return r
+}
+
+func (r *room) worker() {
+	defer close(r.workerDone)
+	for job := range r.jobs {
+		job()
+	}
+}
+
+// offload queues job for the worker, reporting false if too many are
+// waiting. Only the broadcaster calls it, so it never races close.
+func (r *room) offload(job func()) bool {
+	select {
+	case r.jobs <- job:
+		return true
+	default:
+		return false
+	}
 }
 
 func (r *room) broadcaster(st *state) {
@@ -55,6 +97,8 @@ func (r *room) broadcaster(st *state) {
 			if st.has(msg.from) {
 				st.handle(msg)
 			}
+		case s := <-r.stored:
+			st.deliver(s)
 		case fn := <-r.control:
 			fn(st)
 		case <-forget.C:
@@ -106,8 +150,8 @@ func (r *room) do(fn func(*state)) {
 }
 
 // close tells every client why the room is closing, disconnects them all
-// (without announcing each departure to the others) and stops the
-// broadcaster.
+// (without announcing each departure to the others), stops the broadcaster
+// and waits for the worker to finish what it was given.
 func (r *room) close(reason string) {
 	r.do(func(st *state) {
 		for cli := range st.clients {
@@ -116,6 +160,12 @@ func (r *room) close(reason string) {
 		st.closed = true
 	})
 	<-r.done
+	select {
+	case <-r.workerDone:
+	default:
+		close(r.jobs)
+		<-r.workerDone
+	}
 }
 
 // revoke disconnects every client for which verdict returns a reason,

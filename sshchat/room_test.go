@@ -1,6 +1,7 @@
 package sshchat
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -26,7 +27,8 @@ func enter(t *testing.T, r *room, name string, queue int) *client {
 	return cli
 }
 
-// recv returns the line-mode text of cli's next event.
+// recv returns the line-mode text of cli's next event (a group's lines
+// joined by newlines).
 func recv(t *testing.T, cli *client) string {
 	t.Helper()
 	select {
@@ -39,6 +41,16 @@ func recv(t *testing.T, cli *client) string {
 		t.Fatalf("%s: no event within %v", cli.name, waitLimit)
 	}
 	return ""
+}
+
+// welcome is the greeting event a session gets on joining, after any
+// replayed lines, with everyone online.
+func welcome(name string, online ...string) string {
+	return strings.Join([]string{
+		fmt.Sprintf("%d online: %s", len(online), strings.Join(online, ", ")),
+		"Type /help for commands.",
+		"You are " + name,
+	}, "\n")
 }
 
 func expectEvents(t *testing.T, cli *client, want ...string) {
@@ -70,12 +82,12 @@ func expectQueueClosed(t *testing.T, cli *client) {
 func TestRoomFanOut(t *testing.T) {
 	r := newTestRoom(t, roomOptions{})
 	a := enter(t, r, "alice", 16)
-	expectEvents(t, a, "You are alice")
+	expectEvents(t, a, welcome("alice", "alice"))
 	b := enter(t, r, "bob", 16)
-	expectEvents(t, b, "You are bob")
+	expectEvents(t, b, welcome("bob", "alice", "bob"))
 	expectEvents(t, a, "bob has arrived")
 	c := enter(t, r, "carol", 16)
-	expectEvents(t, c, "You are carol")
+	expectEvents(t, c, welcome("carol", "alice", "bob", "carol"))
 	expectEvents(t, a, "carol has arrived")
 	expectEvents(t, b, "carol has arrived")
 
@@ -101,8 +113,8 @@ func TestRoomDropsSlowClient(t *testing.T) {
 	slow := enter(t, r, "slow", 4)
 	fast := enter(t, r, "fast", 64)
 	sender := enter(t, r, "sender", 64)
-	expectEvents(t, fast, "You are fast", "sender has arrived")
-	expectEvents(t, sender, "You are sender")
+	expectEvents(t, fast, welcome("fast", "fast", "slow"), "sender has arrived")
+	expectEvents(t, sender, welcome("sender", "fast", "sender", "slow"))
 
 	const n = 40
 	for i := range n {
@@ -121,13 +133,13 @@ func TestRoomDropsSlowClient(t *testing.T) {
 func TestRoomScrollback(t *testing.T) {
 	r := newTestRoom(t, roomOptions{history: 2})
 	a := enter(t, r, "alice", 16)
-	expectEvents(t, a, "You are alice")
+	expectEvents(t, a, welcome("alice", "alice"))
 	for _, text := range []string{"one", "two", "three"} {
 		r.say(message{from: a, text: text})
 	}
 	r.say(message{from: a, text: "/msg alice private"}) // never replayed
 	b := enter(t, r, "bob", 16)
-	expectEvents(t, b, "15:04 alice: two", "15:04 alice: three", "You are bob")
+	expectEvents(t, b, "15:04 alice: two\n15:04 alice: three\n"+welcome("bob", "alice", "bob"))
 }
 
 func TestRoomSessionsPerUser(t *testing.T) {
@@ -139,8 +151,8 @@ func TestRoomSessionsPerUser(t *testing.T) {
 	if a3.hangup.notice != "Too many sessions for alice (at most 2)." || a3.hangup.closeConn {
 		t.Fatalf("third session hangup = %+v", a3.hangup)
 	}
-	expectEvents(t, a1, "You are alice")
-	expectEvents(t, a2, "You are alice")
+	expectEvents(t, a1, welcome("alice", "alice"))
+	expectEvents(t, a2, welcome("alice", "alice"))
 	// Neither a second session nor a refused one is announced.
 	r.say(message{from: a2, text: "still here"})
 	expectEvents(t, a1, "alice: still here")
@@ -150,8 +162,8 @@ func TestRoomRateLimit(t *testing.T) {
 	r := newTestRoom(t, roomOptions{rate: rate.Every(time.Hour), burst: 2})
 	a := enter(t, r, "alice", 16)
 	b := enter(t, r, "bob", 16)
-	expectEvents(t, a, "You are alice", "bob has arrived")
-	expectEvents(t, b, "You are bob")
+	expectEvents(t, a, welcome("alice", "alice"), "bob has arrived")
+	expectEvents(t, b, welcome("bob", "alice", "bob"))
 	for _, text := range []string{"1", "2", "3", "4"} {
 		r.say(message{from: a, text: text})
 	}
@@ -168,8 +180,8 @@ func TestRoomCloseHangsUpEveryone(t *testing.T) {
 	r := newRoom(roomOptions{}, time.Now)
 	a := enter(t, r, "alice", 16)
 	b := enter(t, r, "bob", 16)
-	expectEvents(t, a, "You are alice", "bob has arrived")
-	expectEvents(t, b, "You are bob")
+	expectEvents(t, a, welcome("alice", "alice"), "bob has arrived")
+	expectEvents(t, b, welcome("bob", "alice", "bob"))
 	r.close("going down")
 	for _, cli := range []*client{a, b} {
 		// No departures announced: the queue just closes.

@@ -42,6 +42,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sshchat-dev/sshchat/store"
+
 	gliderssh "github.com/gliderlabs/ssh"
 	gossh "golang.org/x/crypto/ssh"
 	"golang.org/x/time/rate"
@@ -73,6 +75,18 @@ type Config struct {
 	WriteTimeout       time.Duration // for one write to a client (required > 0)
 	IdleTimeout        time.Duration // disconnect a session this long without a line; 0 = never
 	AuthLogRate        float64       // log records per second about refused connections and logins; 0 = all
+
+	// Catchup is the most public messages replayed to a returning user.
+	Catchup int
+	// Store keeps the history and when users last left across restarts;
+	// nil keeps them in memory only. HistoryKeep is how long stored
+	// messages are kept (0 = forever). The Server writes to Store until
+	// Shutdown; the caller closes it after.
+	Store       *store.DB
+	HistoryKeep time.Duration
+	// Moderation is what operators act on; its nil fields disable what
+	// they serve.
+	Moderation Moderation
 }
 
 // DefaultConfig returns the defaults documented in the README.
@@ -92,6 +106,7 @@ func DefaultConfig() Config {
 		LoginGrace:         10 * time.Second,
 		WriteTimeout:       10 * time.Second,
 		AuthLogRate:        20,
+		Catchup:            100,
 	}
 }
 
@@ -106,9 +121,10 @@ func (c *Config) validate() error {
 	case c.History < 0 || c.Rate < 0 || c.Burst < 0 || c.MaxSessionsPerUser < 0 || c.MaxSessionRate < 0 ||
 		c.MaxSessionsPerConn < 0 || c.MaxConns < 0 || c.MaxConnsPerIP < 0 || c.IdleTimeout < 0 || c.AuthLogRate < 0:
 		return errors.New("limits must not be negative")
-	case c.History+1 > c.QueueLen:
-		// The joiner's replay and greeting are queued at once.
-		return fmt.Errorf("queue length %d must exceed history %d", c.QueueLen, c.History)
+	case c.Catchup < 0 || c.HistoryKeep < 0:
+		return errors.New("catch-up and history retention must not be negative")
+	case c.MaxLine > store.MaxText:
+		return fmt.Errorf("max line %d is longer than the store keeps (%d)", c.MaxLine, store.MaxText)
 	}
 	return nil
 }
@@ -138,6 +154,7 @@ type Server struct {
 	log   *slog.Logger
 	noisy *throttledLog // for what unauthenticated peers can trigger at will
 	room  *room
+	store *store.Writer // nil without a Config.Store
 	ssh   *gliderssh.Server
 	limit connLimiter
 
@@ -170,14 +187,27 @@ func New(cfg Config) (*Server, error) {
 		limit: connLimiter{max: cfg.MaxConns, maxPerIP: cfg.MaxConnsPerIP, perIP: make(map[string]int)},
 		conns: make(map[*trackedConn]struct{}),
 	}
-	s.room = newRoom(roomOptions{
+	opts := roomOptions{
 		history:     cfg.History,
+		catchup:     cfg.Catchup,
 		rate:        rate.Limit(cfg.Rate),
 		burst:       max(cfg.Burst, 1),
 		maxPerUser:  cfg.MaxSessionsPerUser,
 		sessionRate: rate.Limit(cfg.MaxSessionRate),
 		refuse:      s.refusal,
-	}, time.Now)
+		moderation:  cfg.Moderation,
+		log:         cfg.Logger,
+	}
+	opts.directory, _ = cfg.Auth.(UserDirectory)
+	if cfg.Store != nil {
+		saved, err := loadSaved(cfg.Store, max(cfg.History, cfg.Catchup, maxHistoryShown))
+		if err != nil {
+			return nil, err
+		}
+		s.store = store.NewWriter(cfg.Store, store.WriterOptions{Keep: cfg.HistoryKeep}, cfg.Logger)
+		opts.stored, opts.saved = s.store, saved
+	}
+	s.room = newRoom(opts, time.Now)
 	s.ssh = &gliderssh.Server{
 		Version:     "sshchat",
 		HostSigners: []gliderssh.Signer{cfg.HostKey},
@@ -322,6 +352,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	s.room.close("The server is shutting down. Bye!")
+	if s.store != nil {
+		s.store.Close() // writes what the room handed it
+	}
 	s.closeConns(func(c *trackedConn) bool { return !c.isChatting() })
 
 	ended := make(chan struct{})
@@ -365,8 +398,8 @@ func (s *Server) nameOf(key identityKey) string {
 
 // refusal says why the user name, authenticated with key, may not chat, or
 // returns "". It is the one place that decides, for sessions joining the
-// room and for sessions already in it: the key may have been removed since
-// its connection authenticated.
+// room and for sessions already in it: the key may have been removed, or
+// the user banned, since its connection authenticated.
 func (s *Server) refusal(name string, key identityKey) string {
 	now := s.nameOf(key)
 	switch {
@@ -375,7 +408,26 @@ func (s *Server) refusal(name string, key identityKey) string {
 	case now != name:
 		return fmt.Sprintf("You are now %s in the allowed keys; reconnect to chat as %s.", now, now)
 	}
+	if sanctions := s.cfg.Moderation.Sanctions; sanctions != nil {
+		if ban, ok := sanctions.Current().Banned(name, time.Now()); ok {
+			return bannedNotice(ban)
+		}
+	}
 	return ""
+}
+
+// loadSaved reads what the room needs from the store at start-up.
+func loadSaved(db *store.DB, recent int) (savedHistory, error) {
+	var saved savedHistory
+	var err error
+	if saved.recent, err = db.Recent(recent); err != nil {
+		return saved, fmt.Errorf("sshchat: reading history: %w", err)
+	}
+	if saved.lastSeen, err = db.LastSeen(); err != nil {
+		return saved, fmt.Errorf("sshchat: reading when users last left: %w", err)
+	}
+	saved.lastSeq = db.LastSeq()
+	return saved, nil
 }
 
 // knownKey is the PublicKeyHandler: is this key allowed at all?

@@ -25,12 +25,12 @@ func TestChatRoundTrip(t *testing.T) {
 	alice, bob, carol := ts.user("alice"), ts.user("bob"), ts.user("carol")
 
 	a := ts.open(alice, false)
-	a.expect("You are alice")
+	a.expectWelcome("alice", "alice")
 	b := ts.open(bob, false)
-	b.expect("You are bob")
+	b.expectWelcome("bob", "alice", "bob")
 	a.expect("bob has arrived")
 	c := ts.open(carol, false)
-	c.expect("You are carol")
+	c.expectWelcome("carol", "alice", "bob", "carol")
 	a.expect("carol has arrived")
 	b.expect("carol has arrived")
 

@@ -2,6 +2,7 @@ package sshchat
 
 import (
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"time"
@@ -14,16 +15,22 @@ import (
 type state struct {
 	clients map[*client]struct{}
 	users   map[string]*user // by name: everyone online, and who left lately
-	history []*event         // last public events, oldest first
 	dropped []dropRequest    // clients to drop once the current fan-out ends
 	closed  bool
 
+	history // public messages, and when users last left
+
 	opts roomOptions
 	now  func() time.Time
+	// do runs a function on the broadcaster later, from another goroutine;
+	// offload hands work to the room's worker goroutine.
+	do      func(func(*state))
+	offload func(job func()) bool
 }
 
 type roomOptions struct {
-	history     int        // public events replayed to a joiner
+	history     int        // public events replayed to a first-time joiner
+	catchup     int        // public events replayed to a returning user, at most
 	rate        rate.Limit // lines per second per user; 0 = unlimited
 	burst       int
 	maxPerUser  int        // sessions per user; 0 = unlimited
@@ -31,6 +38,12 @@ type roomOptions struct {
 	// refuse says why a user may not be in the room, or returns "". Nil
 	// admits everyone.
 	refuse func(name string, key identityKey) string
+
+	directory  UserDirectory // nil: only users online can be found
+	stored     storedHistory // nil: history is kept in memory only
+	saved      savedHistory  // what the store held at start-up
+	log        *slog.Logger
+	moderation Moderation
 }
 
 // userLinger is how long the room remembers a user after their last session
@@ -65,12 +78,18 @@ type dropRequest struct {
 }
 
 func newState(opts roomOptions, now func() time.Time) *state {
-	return &state{
+	st := &state{
 		clients: make(map[*client]struct{}),
 		users:   make(map[string]*user),
 		opts:    opts,
 		now:     now,
 	}
+	st.history.log = opts.log
+	if st.history.log == nil {
+		st.history.log = slog.New(slog.DiscardHandler)
+	}
+	st.loadHistory(opts.saved)
+	return st
 }
 
 // has reports whether cli is in the room.
@@ -127,12 +146,7 @@ func (st *state) join(cli *client) {
 		}
 	}
 	st.clients[cli] = struct{}{}
-	// The queue holds at least the replay (see Config.validate), so these
-	// sends cannot block.
-	for _, ev := range st.history {
-		cli.out <- ev.replay()
-	}
-	cli.out <- noticeEvent("You are " + cli.name)
+	st.welcome(cli)
 }
 
 // drop removes cli from the room and, if it was the user's last session,
@@ -153,6 +167,7 @@ func (st *state) remove(cli *client, why hangup) {
 	u := st.users[cli.name]
 	if u.sessions--; u.sessions == 0 {
 		u.leftAt, u.away, u.replyTo = st.now(), "", ""
+		st.left(cli.name, u.leftAt)
 	}
 }
 
@@ -238,29 +253,29 @@ func (st *state) handle(msg message) {
 
 	text := msg.text
 	if !strings.HasPrefix(text, "/") || strings.HasPrefix(text, "//") {
-		text = strings.TrimPrefix(text, "/")
-		st.publish(st.newEvent(eventChat, cli.name, text), cli)
+		st.say(cli, eventChat, strings.TrimPrefix(text, "/"))
 		return
 	}
 	cmd, arg, _ := strings.Cut(text, " ")
 	arg = strings.TrimSpace(arg)
-	if c, ok := commands[cmd]; ok {
+	c, ok := commands[cmd]
+	switch {
+	case !ok:
+		st.notify(cli, fmt.Sprintf("Unknown command %s; try /help.", cmd))
+	case c.forOperators && !st.isOperator(cli.name):
+		st.notify(cli, fmt.Sprintf("Only operators can use %s.", cmd))
+	default:
 		c.run(st, cli, u, arg)
-		return
 	}
-	st.notify(cli, fmt.Sprintf("Unknown command %s; try /help.", cmd))
 }
 
-// publish fans a public event out and keeps it for scrollback.
-func (st *state) publish(ev *event, from *client) {
-	if st.opts.history > 0 {
-		if len(st.history) == st.opts.history {
-			copy(st.history, st.history[1:])
-			st.history = st.history[:len(st.history)-1]
-		}
-		st.history = append(st.history, ev)
+// say publishes a public line from cli, unless cli's user is muted.
+func (st *state) say(cli *client, kind eventKind, text string) {
+	if m, ok := st.muted(cli.name); ok {
+		st.notify(cli, "You are muted"+sanctionDetails(m)+"; that line was not sent. You can still read.")
+		return
 	}
-	st.broadcast(ev, from)
+	st.publish(st.newEvent(kind, cli.name, text), cli)
 }
 
 func (st *state) newEvent(kind eventKind, from, text string) *event {

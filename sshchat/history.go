@@ -1,0 +1,227 @@
+package sshchat
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/sshchat-dev/sshchat/store"
+)
+
+// The room's history: the last public messages in memory, for replay,
+// catch-up and /history, and, with a store, every public message and when
+// each user last left on disk. A stored message is fanned out only once its
+// write has committed, so after a crash every message anyone received is in
+// the history; the broadcaster never waits for that, the store's writer
+// hands the message back when it is done.
+
+// storedHistory takes batches to write without waiting for the disk:
+// store.Writer.
+type storedHistory interface {
+	Submit(b store.Batch, done func(error)) bool
+}
+
+// Limits of what is replayed and shown.
+const (
+	// maxHistoryShown is the most /history shows, and so the number of
+	// public messages kept in memory at least.
+	maxHistoryShown = 200
+	// defaultHistoryShown is what /history shows without a number.
+	defaultHistoryShown = 50
+	// maxNamesInWelcome bounds the "K online" line of a big room.
+	maxNamesInWelcome = 30
+)
+
+// history is the broadcaster's share of the room's memory.
+type history struct {
+	recent   []*event // public messages, oldest first
+	keep     int      // len(recent) at most
+	seq      uint64   // of the last public message
+	lastSeen map[string]store.Seen
+	// storedBack hands a message whose write has finished back to the
+	// broadcaster; it runs on the store's writer goroutine.
+	storedBack func(stored)
+	log        *slog.Logger
+}
+
+// stored is a public message whose write has finished.
+type stored struct {
+	ev   *event
+	from *client
+}
+
+// savedHistory is what the store held when the server started.
+type savedHistory struct {
+	recent   []store.Message
+	lastSeen map[string]store.Seen
+	lastSeq  uint64
+}
+
+// loadHistory fills the history from what was saved, sanitising it again:
+// nothing read from disk is trusted more than a user's line.
+func (st *state) loadHistory(saved savedHistory) {
+	h := &st.history
+	h.keep = max(st.opts.history, st.opts.catchup, maxHistoryShown)
+	h.seq = saved.lastSeq
+	h.lastSeen = saved.lastSeen
+	if h.lastSeen == nil {
+		h.lastSeen = make(map[string]store.Seen)
+	}
+	for _, m := range saved.recent[max(len(saved.recent)-h.keep, 0):] {
+		kind := eventChat
+		if m.Kind == store.Action {
+			kind = eventAction
+		}
+		ev := newEvent(kind, Sanitize(m.From), Sanitize(m.Text), m.At)
+		ev.seq = m.Seq
+		h.remember(ev)
+	}
+}
+
+// remember keeps ev among the recent public messages.
+func (h *history) remember(ev *event) {
+	if len(h.recent) == h.keep {
+		copy(h.recent, h.recent[1:])
+		h.recent = h.recent[:len(h.recent)-1]
+	}
+	h.recent = append(h.recent, ev)
+}
+
+// last returns the newest n recent messages, and those after seq.
+func (h *history) last(n int) []*event { return h.recent[max(len(h.recent)-n, 0):] }
+
+func (h *history) after(seq uint64, n int) []*event {
+	i := len(h.recent)
+	for i > 0 && h.recent[i-1].seq > seq {
+		i--
+	}
+	return h.recent[max(i, len(h.recent)-n):]
+}
+
+// publish numbers a public event and, once it is stored, fans it out.
+func (st *state) publish(ev *event, from *client) {
+	st.seq++
+	ev.seq = st.seq
+	if st.opts.stored == nil {
+		st.deliver(stored{ev, from})
+		return
+	}
+	kind := store.Chat
+	if ev.kind == eventAction {
+		kind = store.Action
+	}
+	batch := store.Batch{Messages: []store.Message{{Seq: ev.seq, At: ev.at, From: ev.from, Kind: kind, Text: ev.text}}}
+	back := st.storedBack
+	if !st.opts.stored.Submit(batch, func(err error) {
+		if err != nil {
+			st.log.Error("history: message not stored; delivered anyway", "seq", ev.seq, "err", err)
+		}
+		back(stored{ev, from})
+	}) {
+		st.log.Error("history: the store is not keeping up; message delivered but not stored", "seq", ev.seq)
+		st.deliver(stored{ev, from})
+	}
+}
+
+// deliver fans a public message out and remembers it.
+func (st *state) deliver(s stored) {
+	st.remember(s.ev)
+	st.broadcast(s.ev, s.from)
+}
+
+// left records when a user's last session left, for their catch-up.
+func (st *state) left(name string, at time.Time) {
+	seen := store.Seen{At: at, Seq: st.seq}
+	st.lastSeen[name] = seen
+	if st.opts.stored != nil {
+		log := st.log
+		if !st.opts.stored.Submit(store.Batch{Seen: map[string]store.Seen{name: seen}}, func(err error) {
+			if err != nil {
+				log.Error("history: when a user left was not stored", "user", name, "err", err)
+			}
+		}) {
+			log.Error("history: the store is not keeping up; when a user left was not stored", "user", name)
+		}
+	}
+}
+
+// welcome queues what a joining session sees, as one event: a user's first
+// session since they left catches up on what they missed, others see the
+// last few messages; then the message of the day, who is online and a hint.
+func (st *state) welcome(cli *client) {
+	now := st.now()
+	var lines []*event
+	seen, returning := st.lastSeen[cli.name]
+	if returning && st.users[cli.name].sessions == 1 {
+		missed := st.seq - seen.Seq
+		replay := st.after(seen.Seq, st.opts.catchup)
+		switch {
+		case missed == 0:
+			lines = append(lines, noticeEvent(fmt.Sprintf("No new messages since you left at %s.", stamp(seen.At, now))))
+		case uint64(len(replay)) == missed:
+			lines = append(lines, noticeEvent(fmt.Sprintf("%d %s since you left at %s:", missed, plural(missed, "message"), stamp(seen.At, now))))
+		default:
+			lines = append(lines, noticeEvent(fmt.Sprintf("%d %s since you left at %s (showing the last %d):", missed, plural(missed, "message"), stamp(seen.At, now), len(replay))))
+		}
+		lines = appendReplay(lines, replay, now)
+	} else {
+		lines = appendReplay(lines, st.last(st.opts.history), now)
+	}
+	if motd := st.motd(); motd != "" {
+		lines = append(lines, noticeEvent("Message of the day: "+motd))
+	}
+	lines = append(lines, noticeEvent(st.onlineLine()), noticeEvent("Type /help for commands."), noticeEvent("You are "+cli.name))
+	cli.out <- groupEvent(lines) // the queue is empty: this cannot block
+}
+
+func appendReplay(lines, replay []*event, now time.Time) []*event {
+	for _, ev := range replay {
+		lines = append(lines, ev.replay(now))
+	}
+	return lines
+}
+
+// onlineLine is "K online: alice, bob, …".
+func (st *state) onlineLine() string {
+	names := st.onlineNames()
+	shown := names[:min(len(names), maxNamesInWelcome)]
+	line := fmt.Sprintf("%d online: %s", len(names), strings.Join(shown, ", "))
+	if more := len(names) - len(shown); more > 0 {
+		line += fmt.Sprintf(" and %d more", more)
+	}
+	return line
+}
+
+// stamp formats when a user left: the time if it was today, else the date
+// and time.
+func stamp(at, now time.Time) string {
+	if at.UTC().Format(time.DateOnly) == now.UTC().Format(time.DateOnly) {
+		return at.UTC().Format(timeLayout)
+	}
+	return at.UTC().Format(dateTimeLayout)
+}
+
+func plural(n uint64, word string) string {
+	if n == 1 {
+		return word
+	}
+	return word + "s"
+}
+
+func cmdHistory(st *state, cli *client, _ *user, arg string) {
+	n := defaultHistoryShown
+	if arg != "" {
+		if _, err := fmt.Sscan(arg, &n); err != nil || n <= 0 {
+			st.notify(cli, "Usage: /history [N]")
+			return
+		}
+	}
+	n = min(n, maxHistoryShown)
+	shown := st.last(n)
+	if len(shown) == 0 {
+		st.notify(cli, "No messages yet.")
+		return
+	}
+	st.send(cli, groupEvent(appendReplay(nil, shown, st.now())))
+}
