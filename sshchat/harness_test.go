@@ -3,9 +3,9 @@ package sshchat
 import (
 	"bufio"
 	"context"
-	"fmt"
 	"crypto/ed25519"
 	"crypto/rand"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
