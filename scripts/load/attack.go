@@ -91,7 +91,7 @@ func (a *attacker) run(ctx context.Context) {
 			held time.Duration
 		)
 		if a.mode == attackSlowloris {
-			o, err, held = a.slowloris(ctx)
+			o, held, err = a.slowloris(ctx)
 		} else {
 			o, err = a.login(ctx)
 		}
@@ -168,29 +168,29 @@ func isAuthFailure(err error) bool {
 
 // slowloris opens a connection that never finishes its handshake and
 // reports how long the server held it open.
-func (a *attacker) slowloris(ctx context.Context) (outcome, error, time.Duration) {
+func (a *attacker) slowloris(ctx context.Context) (outcome, time.Duration, error) {
 	conn, stop, err := a.dial(ctx)
 	if err != nil {
 		o, err := unlessDone(ctx, outFailed, err)
-		return o, err, 0
+		return o, 0, err
 	}
 	defer stop()
 	defer conn.Close()
 	start := time.Now()
 	if _, err := io.WriteString(conn, slowlorisVersion); err != nil {
 		o, err := unlessDone(ctx, outFailed, fmt.Errorf("write version: %w", err))
-		return o, err, 0
+		return o, 0, err
 	}
 	greeted, err := readUntilClosed(conn)
 	held := time.Since(start)
 	switch {
 	case stopped(ctx):
-		return outUnfinished, nil, held
+		return outUnfinished, held, nil
 	case !greeted:
 		// What a connection cap looks like: closed before a word is said.
-		return outFailed, fmt.Errorf("closed before the server's version line: %w", err), 0
+		return outFailed, 0, fmt.Errorf("closed before the server's version line: %w", err)
 	}
-	return outHeld, nil, held
+	return outHeld, held, nil
 }
 
 // readUntilClosed reads and discards until the connection ends, and
@@ -348,12 +348,12 @@ type attack struct {
 	start     time.Time
 }
 
-// startAttack starts n attackers of the given mode against addr; they stop
-// when ctx is done.
-func startAttack(ctx context.Context, addr string, mode attackMode, n int) *attack {
+// startAttack starts n attackers of the given mode, spread over addrs
+// round-robin; they stop when ctx is done.
+func startAttack(ctx context.Context, addrs []string, mode attackMode, n int) *attack {
 	at := &attack{mode: mode, start: time.Now()}
-	for range n {
-		a := &attacker{addr: addr, mode: mode}
+	for i := range n {
+		a := &attacker{addr: addrFor(addrs, i), mode: mode}
 		at.attackers = append(at.attackers, a)
 		at.wg.Go(func() { a.run(ctx) })
 	}

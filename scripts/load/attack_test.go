@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/iotest"
 	"time"
@@ -345,13 +346,13 @@ func TestSlowloris(t *testing.T) {
 	hangUp := listen(t, func(net.Conn) {})
 
 	a := &attacker{addr: patient, mode: attackSlowloris}
-	o, err, held := a.slowloris(t.Context())
+	o, held, err := a.slowloris(t.Context())
 	if o != outHeld || err != nil || held < patience || held > patience+2*time.Second {
 		t.Errorf("slowloris against a %s grace = %d, %v, held %s; want held, about %[1]s", patience, o, err, held)
 	}
 
 	a = &attacker{addr: hangUp, mode: attackSlowloris}
-	o, err, _ = a.slowloris(t.Context())
+	o, _, err = a.slowloris(t.Context())
 	if o != outFailed || err == nil || !strings.Contains(err.Error(), "closed before the server's version line") {
 		t.Errorf("slowloris against a hang-up = %d, %v; want failed, closed before the version line", o, err)
 	}
@@ -378,7 +379,7 @@ func TestAttackStopsPromptly(t *testing.T) {
 			const runFor = 100 * time.Millisecond
 			ctx, cancel := context.WithTimeout(t.Context(), runFor)
 			defer cancel()
-			at := startAttack(ctx, tc.addr, tc.mode, 5)
+			at := startAttack(ctx, []string{tc.addr}, tc.mode, 5)
 			<-ctx.Done()
 			stopped := time.Now()
 			r := at.wait(stopped)
@@ -472,15 +473,27 @@ func TestParseAttackReportRejectsGarbage(t *testing.T) {
 }
 
 func TestAttackProcess(t *testing.T) {
-	addr := listen(t, sshServer(t, false))
+	// Each attacker makes one attempt at a time, so once the server has
+	// taken more connections than there are attackers, an attempt has
+	// finished: then the attack can stop, however slowly the child
+	// started on a busy machine.
+	const attackers = 3
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	refuse := sshServer(t, false)
+	var accepted atomic.Int32
+	addr := listen(t, func(c net.Conn) {
+		if accepted.Add(1) == attackers+1 {
+			cancel()
+		}
+		refuse(c)
+	})
 	nice := 19
 	if _, err := exec.LookPath("nice"); err != nil {
 		nice = 0
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
-	defer cancel()
 	var errOut bytes.Buffer
-	p, err := startAttackProcess(ctx, addr, attackPassword, 3, nice, &errOut)
+	p, err := startAttackProcess(ctx, []string{addr}, attackPassword, attackers, nice, &errOut)
 	if err != nil {
 		t.Fatal(err)
 	}

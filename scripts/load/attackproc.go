@@ -38,13 +38,14 @@ func runAttackChild(args []string, stdin io.Reader, stdout, stderr io.Writer) in
 	)
 	fs := flag.NewFlagSet("load attacker", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&addr, "addr", "", "server address")
+	fs.StringVar(&addr, "addr", "", "server addresses, comma-separated")
 	fs.IntVar(&n, "attackers", 0, "attackers")
 	fs.Var(&mode, "attack-mode", "attack mode")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if addr == "" || n < 1 || fs.NArg() > 0 {
+	addrs := parseAddrs(addr)
+	if len(addrs) == 0 || n < 1 || fs.NArg() > 0 {
 		fmt.Fprintln(stderr, "load attacker: want -addr and -attackers ≥ 1")
 		return 2
 	}
@@ -54,7 +55,7 @@ func runAttackChild(args []string, stdin io.Reader, stdout, stderr io.Writer) in
 		stop()
 	}()
 	before, errBefore := readProc("self")
-	at := startAttack(ctx, addr, mode, n)
+	at := startAttack(ctx, addrs, mode, n)
 	<-ctx.Done()
 	rep := at.wait(time.Now())
 	if after, err := readProc("self"); errBefore == nil && err == nil {
@@ -77,14 +78,15 @@ type attackProcess struct {
 	nice   int
 }
 
-// startAttackProcess starts n attackers in a child process at the given
-// niceness (0: this process's), and stops them when ctx is done.
-func startAttackProcess(ctx context.Context, addr string, mode attackMode, n, nice int, stderr io.Writer) (*attackProcess, error) {
+// startAttackProcess starts n attackers, spread over addrs, in a child
+// process at the given niceness (0: this process's), and stops them when
+// ctx is done.
+func startAttackProcess(ctx context.Context, addrs []string, mode attackMode, n, nice int, stderr io.Writer) (*attackProcess, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("attackers: %w", err)
 	}
-	name, args := exe, []string{"-addr", addr, "-attackers", strconv.Itoa(n), "-attack-mode", mode.String()}
+	name, args := exe, []string{"-addr", strings.Join(addrs, ","), "-attackers", strconv.Itoa(n), "-attack-mode", mode.String()}
 	if nice != 0 {
 		path, err := exec.LookPath("nice")
 		if err != nil {

@@ -22,25 +22,41 @@ const connectTimeout = 15 * time.Second
 type shared struct {
 	senders  map[string]int // sender name → sender index; read-only
 	maxSeq   uint64         // no sender sends a higher sequence number
+	term     string         // the TERM of a PTY session; "" for line mode
 	sending  atomic.Bool    // the sending phase has begun
 	stopping atomic.Bool    // the run is closing its connections
 }
 
-// client is one line-mode chat session. Its reader goroutine owns the
-// receive statistics until done is closed; its sender, if it is one, owns
-// sent and sendErr.
+// ptyWidth and ptyHeight are the window a PTY client asks for: the classic
+// terminal, wide enough that "[name] " and a load message never wrap.
+const (
+	ptyWidth  = 80
+	ptyHeight = 24
+)
+
+// client is one chat session, in line mode or at a PTY. Its reader
+// goroutine owns the receive statistics until done is closed; its sender,
+// if it is one, owns sent and sendErr.
 type client struct {
 	idx    int
 	name   string
+	addr   string
 	run    *shared
 	conn   *ssh.Client
 	stdin  io.Writer
 	stdout io.Reader
 
-	greeted chan error    // the outcome of waiting for "You are NAME"
-	done    chan struct{} // closed when the reader returns
+	greeted     chan error    // the outcome of waiting for "You are NAME"
+	done        chan struct{} // closed when the reader returns
+	connectedAt time.Time     // when the greeting arrived
 
 	delivered atomic.Int64 // unique deliveries so far, polled while draining
+	// lastRecv is when the session last received anything, in Unix
+	// nanoseconds: the room is quiet when no client's moves.
+	lastRecv atomic.Int64
+
+	screen screenLine // PTY sessions: the row being rebuilt
+	prompt []byte     // PTY sessions: "[name] ", which starts the echo of what this client typed
 
 	latency    histogram  // µs
 	seen       [][]uint64 // seen[sender] bit seq: delivered
@@ -61,8 +77,8 @@ type client struct {
 // maxSamples is how many unexpected lines a client keeps for the report.
 const maxSamples = 3
 
-// connect dials addr as key and starts a line-mode chat session, returning
-// once the server has greeted it.
+// connect dials addr as key and starts a chat session, at a PTY if
+// run.term is set, returning once the server has greeted it.
 func connect(addr string, key clientKey, run *shared, idx int) (*client, error) {
 	raw, err := net.DialTimeout("tcp", addr, connectTimeout)
 	if err != nil {
@@ -85,11 +101,13 @@ func connect(addr string, key clientKey, run *shared, idx int) (*client, error) 
 	c := &client{
 		idx:     idx,
 		name:    key.name,
+		addr:    addr,
 		run:     run,
 		conn:    ssh.NewClient(cc, chans, reqs),
 		greeted: make(chan error, 1),
 		done:    make(chan struct{}),
 		seen:    make([][]uint64, len(run.senders)),
+		prompt:  []byte("[" + key.name + "] "),
 	}
 	if err := c.startShell(); err != nil {
 		c.conn.Close()
@@ -108,25 +126,50 @@ func connect(addr string, key clientKey, run *shared, idx int) (*client, error) 
 		<-c.done
 		return nil, err
 	}
+	c.connectedAt = time.Now()
 	return c, nil
 }
 
-// startShell opens a session without a PTY, which puts sshchat in line mode.
+// startShell opens a session, with a PTY if the run asks for one; without,
+// sshchat is in line mode.
 func (c *client) startShell() error {
 	sess, err := c.conn.NewSession()
 	if err != nil {
 		return fmt.Errorf("session: %w", err)
 	}
+	if c.run.term != "" {
+		if err := sess.RequestPty(c.run.term, ptyHeight, ptyWidth, ssh.TerminalModes{}); err != nil {
+			return fmt.Errorf("pty: %w", err)
+		}
+	}
 	if c.stdin, err = sess.StdinPipe(); err != nil {
 		return fmt.Errorf("session: %w", err)
 	}
-	if c.stdout, err = sess.StdoutPipe(); err != nil {
+	stdout, err := sess.StdoutPipe()
+	if err != nil {
 		return fmt.Errorf("session: %w", err)
 	}
+	c.stdout = activityReader{stdout, &c.lastRecv}
 	if err := sess.Shell(); err != nil {
 		return fmt.Errorf("shell: %w", err)
 	}
 	return nil
+}
+
+// activityReader records when each read returned something, so that the
+// quiet wait sees any output at all, not only complete lines: a PTY's
+// prompt redraw ends without a newline.
+type activityReader struct {
+	r    io.Reader
+	last *atomic.Int64
+}
+
+func (a activityReader) Read(p []byte) (int, error) {
+	n, err := a.r.Read(p)
+	if n > 0 {
+		a.last.Store(time.Now().UnixNano())
+	}
+	return n, err
 }
 
 // read consumes the session's output until it ends: first the scrollback
@@ -139,6 +182,12 @@ func (c *client) read() {
 	var last string // before the greeting: the last line that was not scrollback
 	for sc.Scan() {
 		line := sc.Bytes()
+		if c.run.term != "" {
+			if line = c.screen.render(line); bytes.HasPrefix(line, c.prompt) {
+				continue // the echo of a line this client typed
+			}
+			line = stripTime(line)
+		}
 		if greeted {
 			c.handle(line, time.Now())
 			continue
@@ -150,7 +199,7 @@ func (c *client) read() {
 			} else {
 				c.greeted <- nil
 			}
-		} else if !isScrollback(line) {
+		} else if !hasTime(line) {
 			last = string(line)
 		}
 	}
@@ -170,14 +219,6 @@ func (c *client) read() {
 		c.disconnect, c.idleLoss = end, !c.run.sending.Load()
 	}
 }
-
-// isScrollback reports whether line is a replayed message, "HH:MM ...".
-func isScrollback(line []byte) bool {
-	return len(line) > 6 && line[2] == ':' && line[5] == ' ' &&
-		isDigit(line[0]) && isDigit(line[1]) && isDigit(line[3]) && isDigit(line[4])
-}
-
-func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 
 // handle counts one line received after the greeting.
 func (c *client) handle(line []byte, now time.Time) {
@@ -250,13 +291,18 @@ func (c *client) send(start time.Time, interval time.Duration, end time.Time) {
 	defer tick.Stop()
 	stop := time.NewTimer(time.Until(end))
 	defer stop.Stop()
+	// Enter on a terminal sends CR; a line-mode client ends lines with LF.
+	enter := byte('\n')
+	if c.run.term != "" {
+		enter = '\r'
+	}
 	buf := make([]byte, 0, 64)
 	for seq := uint64(0); seq <= c.run.maxSeq; seq++ {
 		now := time.Now()
 		if !now.Before(end) {
 			return
 		}
-		buf = appendMessage(buf[:0], seq, now.UnixNano())
+		buf = appendMessage(buf[:0], seq, now.UnixNano(), enter)
 		if _, err := c.stdin.Write(buf); err != nil {
 			c.sendErr = err
 			return

@@ -55,47 +55,77 @@ func ensureKeys(dir string, n int) (*keySet, error) {
 		return nil, err
 	}
 	if len(seeds) < n {
-		for len(seeds) < n {
-			seed := make([]byte, ed25519.SeedSize)
-			if _, err := rand.Read(seed); err != nil {
+		fresh := make([][]byte, n-len(seeds))
+		for i := range fresh {
+			fresh[i] = make([]byte, ed25519.SeedSize)
+			if _, err := rand.Read(fresh[i]); err != nil {
 				return nil, fmt.Errorf("keys: %w", err)
 			}
-			seeds = append(seeds, seed)
-			ks.generated++
 		}
-		var buf bytes.Buffer
-		for _, s := range seeds {
-			buf.WriteString(hex.EncodeToString(s))
-			buf.WriteByte('\n')
-		}
-		if err := writeFileAtomic(ks.keysPath, buf.Bytes(), 0o600); err != nil {
+		if err := appendSeeds(ks.keysPath, fresh); err != nil {
 			return nil, fmt.Errorf("keys: %w", err)
 		}
+		seeds = append(seeds, fresh...)
+		ks.generated = len(fresh)
 	}
 
-	var allowed bytes.Buffer
 	for i, seed := range seeds {
 		signer, err := ssh.NewSignerFromKey(ed25519.NewKeyFromSeed(seed))
 		if err != nil {
 			return nil, fmt.Errorf("keys: %s line %d: %w", ks.keysPath, i+1, err)
 		}
-		k := clientKey{name: clientName(i), signer: signer}
-		ks.keys = append(ks.keys, k)
-		allowed.Write(bytes.TrimSuffix(ssh.MarshalAuthorizedKey(signer.PublicKey()), []byte("\n")))
-		allowed.WriteString(" " + k.name + "\n")
+		ks.keys = append(ks.keys, clientKey{name: clientName(i), signer: signer})
 	}
+	allowed := allowedKeys(ks.keys)
 	old, err := os.ReadFile(ks.allowedPath)
 	if err != nil && !os.IsNotExist(err) {
 		return nil, fmt.Errorf("keys: %w", err)
 	}
-	if !bytes.Equal(old, allowed.Bytes()) {
-		// Atomic, so the watching server never reads half a file.
-		if err := writeFileAtomic(ks.allowedPath, allowed.Bytes(), 0o644); err != nil {
+	if !bytes.Equal(old, allowed) {
+		if err := writeAllowedKeys(ks.allowedPath, allowed); err != nil {
 			return nil, fmt.Errorf("keys: %w", err)
 		}
 		ks.allowedChanged = true
 	}
 	return ks, nil
+}
+
+// allowedKeys renders the allowed keys file for keys: one authorized_keys
+// line each, the comment naming the user.
+func allowedKeys(keys []clientKey) []byte {
+	var buf bytes.Buffer
+	for _, k := range keys {
+		buf.Write(bytes.TrimSuffix(ssh.MarshalAuthorizedKey(k.signer.PublicKey()), []byte("\n")))
+		buf.WriteString(" " + k.name + "\n")
+	}
+	return buf.Bytes()
+}
+
+// appendSeeds appends seeds to a clients.keys file, creating it. Seeds are
+// only ever added, so those already there are never rewritten: a run cut
+// short leaves at worst a partial last line, which readSeeds reports.
+func appendSeeds(path string, seeds [][]byte) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	// A hand-edited file may lack its last newline.
+	if st, err := f.Stat(); err == nil && st.Size() > 0 {
+		last := make([]byte, 1)
+		if _, err := f.ReadAt(last, st.Size()-1); err == nil && last[0] != '\n' {
+			buf.WriteByte('\n')
+		}
+	}
+	for _, s := range seeds {
+		buf.WriteString(hex.EncodeToString(s))
+		buf.WriteByte('\n')
+	}
+	if _, err := f.Write(buf.Bytes()); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // readSeeds reads a clients.keys file; a missing file holds no seeds.
@@ -126,7 +156,10 @@ func readSeeds(path string) ([][]byte, error) {
 	return seeds, sc.Err()
 }
 
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+// writeAllowedKeys replaces the allowed keys file at path with data. It
+// must be atomic: the server watches the file and must never read half of
+// it.
+func writeAllowedKeys(path string, data []byte) error {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
 		return err
@@ -136,7 +169,7 @@ func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
 		f.Close()
 		return err
 	}
-	if err := f.Chmod(perm); err != nil {
+	if err := f.Chmod(0o644); err != nil {
 		f.Close()
 		return err
 	}

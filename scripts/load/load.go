@@ -6,21 +6,26 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
 
 // config is one load run.
 type config struct {
-	addr            string
+	addrs           []string // clients are spread over them round-robin
 	clients         int
 	senders         int
 	rate            float64
 	duration        time.Duration
 	drain           time.Duration
+	quiet           time.Duration
+	quietTimeout    time.Duration
 	dialConcurrency int
 	pid             int
+	term            string // the TERM of PTY clients; "" for line mode
 	attackers       int
 	attackMode      attackMode
 	attackNice      int
@@ -31,6 +36,8 @@ func (c *config) validate(keysDir string) error {
 	switch {
 	case keysDir == "":
 		return errors.New("-keys-dir is required")
+	case len(c.addrs) == 0:
+		return errors.New("-addr needs at least one address")
 	case c.clients < 1:
 		return errors.New("-n must be at least 1")
 	case c.senders < 0:
@@ -39,6 +46,8 @@ func (c *config) validate(keysDir string) error {
 		return errors.New("-rate must be positive")
 	case c.duration <= 0 || c.drain < 0:
 		return errors.New("-duration must be positive and -drain not negative")
+	case c.quiet <= 0 || c.quietTimeout <= 0:
+		return errors.New("-quiet and -quiet-timeout must be positive")
 	case c.dialConcurrency < 1:
 		return errors.New("-dial-concurrency must be at least 1")
 	case c.attackers < 0:
@@ -46,167 +55,273 @@ func (c *config) validate(keysDir string) error {
 	case c.attackNice < -20 || c.attackNice > 19:
 		return errors.New("-attack-nice must be from -20 to 19")
 	}
+	for _, a := range c.addrs {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return fmt.Errorf("-addr: %w", err)
+		}
+	}
 	// So that a small -n works without also lowering -senders.
 	c.senders = min(c.senders, c.clients)
 	return nil
 }
 
-// settleTime is how long the idle RSS measurement waits after the last
-// connection, for the flood of arrival events to be written out.
-const settleTime = time.Second
+// parseAddrs splits -addr's comma-separated list, ignoring empty items and
+// spaces around commas.
+func parseAddrs(s string) []string {
+	var addrs []string
+	for a := range strings.SplitSeq(s, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			addrs = append(addrs, a)
+		}
+	}
+	return addrs
+}
+
+// addrFor is the address client i connects to: round-robin, so that every
+// address gets the same share of clients, and of senders, which are the
+// first clients.
+func addrFor(addrs []string, i int) string { return addrs[i%len(addrs)] }
 
 // maxErrors is how many distinct errors of a kind the report lists.
 const maxErrors = 5
 
-// runLoad runs the four phases, connect, idle, send and drain, and reports.
+// loadRun is a run in progress: what its phases hand on to each other.
+type loadRun struct {
+	cfg      config
+	log      io.Writer // progress
+	rep      *report
+	shared   *shared
+	interval time.Duration // between one sender's messages
+	srv      *probe
+	self     *probe
+
+	start     time.Time // connecting began
+	connected []*client
+	senders   []*client // the connected ones among the first -senders clients
+	sent      uint64
+	sendWall  time.Duration
+	lag       *histogram // timer lag while sending, µs
+}
+
+// runLoad runs the phases, connect, quiet, send and drain, and reports.
 // Progress goes to log.
 func runLoad(cfg config, log io.Writer) *report {
-	rep := &report{
-		Addr:            cfg.addr,
-		Clients:         cfg.clients,
-		Senders:         cfg.senders,
-		RatePerSender:   cfg.rate,
-		DurationSeconds: cfg.duration.Seconds(),
+	r := newLoadRun(cfg, log)
+	if !r.connectAll() {
+		r.rep.Server = r.srv.report(r.rep, 0)
+		return r.rep
 	}
-	interval := time.Duration(float64(time.Second) / cfg.rate)
-	run := &shared{
+	r.awaitQuiet()
+	r.send()
+	r.drain()
+	r.closeAll()
+	r.tallyReceived()
+	return r.rep
+}
+
+func newLoadRun(cfg config, log io.Writer) *loadRun {
+	r := &loadRun{
+		cfg: cfg,
+		log: log,
+		rep: &report{
+			Addr:            strings.Join(cfg.addrs, ","),
+			Clients:         cfg.clients,
+			Senders:         cfg.senders,
+			PTY:             cfg.term != "",
+			RatePerSender:   cfg.rate,
+			DurationSeconds: cfg.duration.Seconds(),
+		},
+		interval: time.Duration(float64(time.Second) / cfg.rate),
+		srv:      newProbe(""),
+		self:     newProbe("self"),
+	}
+	r.shared = &shared{
 		senders: make(map[string]int, cfg.senders),
-		maxSeq:  uint64(cfg.duration/interval) + 1,
+		maxSeq:  uint64(cfg.duration/r.interval) + 1,
+		term:    cfg.term,
 	}
 	for i := range cfg.senders {
-		run.senders[cfg.keys[i].name] = i
+		r.shared.senders[cfg.keys[i].name] = i
 	}
-	srv := newProbe("")
 	if cfg.pid > 0 {
-		srv = newProbe(strconv.Itoa(cfg.pid))
+		r.srv = newProbe(strconv.Itoa(cfg.pid))
 	}
-	self := newProbe("self")
+	return r
+}
 
-	// 1. Connect.
-	fmt.Fprintf(log, "load: connecting %d clients to %s\n", cfg.clients, cfg.addr)
-	srv.sample("before")
+// connectAll connects every client, -dial-concurrency at a time, and
+// reports whether any made it.
+func (r *loadRun) connectAll() bool {
+	cfg := r.cfg
+	fmt.Fprintf(r.log, "load: connecting %d clients to %s\n", cfg.clients, r.rep.Addr)
+	r.srv.sample("before")
 	clients := make([]*client, cfg.clients)
 	errs := make([]error, cfg.clients)
 	sem := make(chan struct{}, cfg.dialConcurrency)
 	var wg sync.WaitGroup
-	start := time.Now()
+	r.start = time.Now()
 	for i := range clients {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			clients[i], errs[i] = connect(cfg.addr, cfg.keys[i], run, i)
+			clients[i], errs[i] = connect(addrFor(cfg.addrs, i), cfg.keys[i], r.shared, i)
 		})
 	}
 	wg.Wait()
-	rep.Connect.WallSeconds = time.Since(start).Seconds()
-	srv.sample("connected")
-	var connected []*client
+	rc := &r.rep.Connect
+	rc.WallSeconds = time.Since(r.start).Seconds()
+	r.srv.sample("connected")
 	var connectErrs tally
+	lastGreeting := r.start
 	for i, c := range clients {
-		if c != nil {
-			connected = append(connected, c)
+		if c == nil {
+			rc.Failed++
+			connectErrs.add(errs[i].Error(), cfg.keys[i].name)
 			continue
 		}
-		rep.Connect.Failed++
-		connectErrs.add(errs[i].Error(), cfg.keys[i].name)
-	}
-	rep.Connect.Errors = connectErrs.list()
-	rep.Connect.Connected = len(connected)
-	rep.Connect.HandshakesPerSec = float64(len(connected)) / rep.Connect.WallSeconds
-	fmt.Fprintf(log, "load: %d connected, %d failed in %.2fs\n", len(connected), rep.Connect.Failed, rep.Connect.WallSeconds)
-	if len(connected) == 0 {
-		rep.Server = srv.report(rep, 0)
-		return rep
-	}
-
-	// 2. Idle.
-	time.Sleep(settleTime)
-	srv.sample("idle")
-
-	// 3. Send. Senders start spread evenly over one interval, so the
-	// server sees a steady stream rather than S messages at each tick.
-	var senders []*client
-	for _, c := range connected {
-		if _, ok := run.senders[c.name]; ok {
-			senders = append(senders, c)
+		r.connected = append(r.connected, c)
+		if c.connectedAt.After(lastGreeting) {
+			lastGreeting = c.connectedAt
+		}
+		if len(cfg.addrs) > 1 {
+			if rc.PerAddr == nil {
+				rc.PerAddr = make(map[string]int)
+			}
+			rc.PerAddr[c.addr]++
 		}
 	}
-	fmt.Fprintf(log, "load: %d senders sending %g/s each for %s\n", len(senders), cfg.rate, cfg.duration)
-	if cfg.attackers > 0 {
-		fmt.Fprintf(log, "load: meanwhile %d attackers (%s)\n", cfg.attackers, cfg.attackMode)
+	rc.Errors = connectErrs.list()
+	rc.Connected = len(r.connected)
+	rc.HandshakesPerSec = float64(rc.Connected) / rc.WallSeconds
+	rc.TimeToConnectAllSeconds = lastGreeting.Sub(r.start).Seconds()
+	fmt.Fprintf(r.log, "load: %d connected, %d failed in %.2fs\n", rc.Connected, rc.Failed, rc.WallSeconds)
+	return rc.Connected > 0
+}
+
+// awaitQuiet waits until no client has received anything for -quiet, the
+// tail of the arrival announcements, or for -quiet-timeout; then the
+// server's memory is what idle sessions cost.
+func (r *loadRun) awaitQuiet() {
+	fmt.Fprintf(r.log, "load: waiting for %s without output (at most %s)\n", r.cfg.quiet, r.cfg.quietTimeout)
+	connectedAt := r.start.Add(time.Duration(r.rep.Connect.WallSeconds * float64(time.Second)))
+	last, quiet := awaitQuiet(func() time.Time { return lastActivity(r.connected, connectedAt) }, r.cfg.quiet, r.cfg.quietTimeout, realClock{})
+	rc := &r.rep.Connect
+	rc.Quiet = quiet
+	rc.TimeToQuietSeconds = last.Sub(r.start).Seconds()
+	if !quiet {
+		fmt.Fprintf(r.log, "load: the room was still busy after %s; sending anyway\n", r.cfg.quietTimeout)
 	}
-	run.sending.Store(true)
-	srv.sample("send")
-	self.sample("send")
-	start = time.Now()
+	r.srv.sample("idle")
+}
+
+// send runs the sending phase, with the attackers if there are any.
+// Senders start spread evenly over one interval, so the server sees a
+// steady stream rather than S messages at each tick.
+func (r *loadRun) send() {
+	cfg := r.cfg
+	for _, c := range r.connected {
+		if _, ok := r.shared.senders[c.name]; ok {
+			r.senders = append(r.senders, c)
+		}
+	}
+	fmt.Fprintf(r.log, "load: %d senders sending %g/s each for %s\n", len(r.senders), cfg.rate, cfg.duration)
+	if cfg.attackers > 0 {
+		fmt.Fprintf(r.log, "load: meanwhile %d attackers (%s)\n", cfg.attackers, cfg.attackMode)
+	}
+	r.shared.sending.Store(true)
+	r.srv.sample("send")
+	r.self.sample("send")
+	start := time.Now()
 	end := start.Add(cfg.duration)
 	sending, stopSending := context.WithDeadline(context.Background(), end)
 	lag := startLagProbe(sending)
-	var at *attackProcess
-	if cfg.attackers > 0 {
-		var err error
-		if at, err = startAttackProcess(sending, cfg.addr, cfg.attackMode, cfg.attackers, cfg.attackNice, log); err != nil {
-			rep.Attack = &attackReport{Mode: cfg.attackMode.String(), Attackers: cfg.attackers, Error: err.Error()}
-		}
-	}
-	for j, c := range senders {
-		offset := interval * time.Duration(j) / time.Duration(len(senders))
-		wg.Go(func() { c.send(start.Add(offset), interval, end) })
+	at := r.startAttack(sending)
+	var wg sync.WaitGroup
+	for j, c := range r.senders {
+		offset := r.interval * time.Duration(j) / time.Duration(len(r.senders))
+		wg.Go(func() { c.send(start.Add(offset), r.interval, end) })
 	}
 	wg.Wait()
-	sendWall := time.Since(start)
+	r.sendWall = time.Since(start)
 	stopSending()
 	if at != nil {
-		rep.Attack = at.wait(end)
-		rep.Attack.Mode, rep.Attack.Attackers = cfg.attackMode.String(), cfg.attackers
-		fmt.Fprintf(log, "load: attackers stopped %.0f ms after the sending phase\n", rep.Attack.StopSeconds*1e3)
+		r.rep.Attack = at.wait(end)
+		r.rep.Attack.Mode, r.rep.Attack.Attackers = cfg.attackMode.String(), cfg.attackers
+		fmt.Fprintf(r.log, "load: attackers stopped %.0f ms after the sending phase\n", r.rep.Attack.StopSeconds*1e3)
 	}
-	lagHist := <-lag
+	r.lag = <-lag
 
-	// 4. Drain: until every expected delivery arrived, or -drain is up.
-	var sent uint64
 	var sendErrs tally
-	for _, c := range senders {
-		sent += c.sent
+	for _, c := range r.senders {
+		r.sent += c.sent
 		if c.sendErr != nil {
-			rep.Send.SendErrors++
+			r.rep.Send.SendErrors++
 			sendErrs.add(c.sendErr.Error(), c.name)
 		}
 	}
-	rep.Send.SendErrorSamples = sendErrs.list()
-	expected := sent * uint64(len(connected)-1)
-	drainStart := time.Now()
-	for time.Since(drainStart) < cfg.drain {
+	r.rep.Send.SendErrorSamples = sendErrs.list()
+}
+
+// startAttack starts the -attackers, if any, until ctx is done; a failure
+// to start them goes in the report.
+func (r *loadRun) startAttack(ctx context.Context) *attackProcess {
+	cfg := r.cfg
+	if cfg.attackers == 0 {
+		return nil
+	}
+	at, err := startAttackProcess(ctx, cfg.addrs, cfg.attackMode, cfg.attackers, cfg.attackNice, r.log)
+	if err != nil {
+		r.rep.Attack = &attackReport{Mode: cfg.attackMode.String(), Attackers: cfg.attackers, Error: err.Error()}
+	}
+	return at
+}
+
+// drainPoll is how often the drain phase counts deliveries.
+const drainPoll = 10 * time.Millisecond
+
+// drain waits until every expected delivery arrived, or -drain is up.
+func (r *loadRun) drain() {
+	expected := r.sent * uint64(len(r.connected)-1)
+	start := time.Now()
+	for time.Since(start) < r.cfg.drain {
 		var got int64
-		for _, c := range connected {
+		for _, c := range r.connected {
 			got += c.delivered.Load()
 		}
 		if uint64(got) >= expected {
 			break
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(drainPoll)
 	}
-	rep.Send.DrainSeconds = time.Since(drainStart).Seconds()
-	srv.sample("drained")
-	self.sample("drained")
+	r.rep.Send.DrainSeconds = time.Since(start).Seconds()
+	r.srv.sample("drained")
+	r.self.sample("drained")
+}
 
-	run.stopping.Store(true)
-	for _, c := range connected {
+// closeAll ends every session and waits for the readers, which hand over
+// their statistics when they return.
+func (r *loadRun) closeAll() {
+	r.shared.stopping.Store(true)
+	for _, c := range r.connected {
 		c.conn.Close()
 	}
-	for _, c := range connected {
+	for _, c := range r.connected {
 		<-c.done
 	}
+}
 
-	rep.Send.Sent = sent
-	rep.Send.Expected = expected
-	rep.Send.WallSeconds = sendWall.Seconds()
+// tallyReceived adds up what the readers counted.
+func (r *loadRun) tallyReceived() {
+	rep := r.rep
+	rep.Send.Sent = r.sent
+	rep.Send.Expected = r.sent * uint64(len(r.connected)-1)
+	rep.Send.WallSeconds = r.sendWall.Seconds()
 	var lat histogram
 	var samples []string
 	var disconnects tally
-	for _, c := range connected {
-		for _, s := range senders {
-			rep.Send.Delivered += c.deliveredBelow(run.senders[s.name], s.sent)
+	for _, c := range r.connected {
+		for _, s := range r.senders {
+			rep.Send.Delivered += c.deliveredBelow(r.shared.senders[s.name], s.sent)
 		}
 		lat.merge(&c.latency)
 		rep.Send.Duplicates += c.dups
@@ -227,8 +342,10 @@ func runLoad(cfg config, log io.Writer) *report {
 	}
 	rep.Disconnects.Samples = disconnects.list()
 	rep.Disconnects.OtherSamples = samples
-	rep.Send.Lost = int64(expected) - int64(rep.Send.Delivered)
-	rep.Send.DeliveriesPerSec = float64(rep.Send.Delivered) / sendWall.Seconds()
+	rep.Send.Lost = int64(rep.Send.Expected) - int64(rep.Send.Delivered)
+	if r.sendWall > 0 {
+		rep.Send.DeliveriesPerSec = float64(rep.Send.Delivered) / r.sendWall.Seconds()
+	}
 	rep.Latency = latencyReport{
 		Count: lat.total,
 		P50:   msec(lat.percentile(50)),
@@ -236,10 +353,9 @@ func runLoad(cfg config, log io.Writer) *report {
 		P99:   msec(lat.percentile(99)),
 		Max:   msec(lat.max),
 	}
-	rep.Server = srv.report(rep, rep.Send.Delivered)
-	rep.Tool = self.toolReport(rep.Send.Delivered)
-	rep.Tool.SchedLagP99MS, rep.Tool.SchedLagMaxMS = msec(lagHist.percentile(99)), msec(lagHist.max)
-	return rep
+	rep.Server = r.srv.report(rep, rep.Send.Delivered)
+	rep.Tool = r.self.toolReport(rep.Send.Delivered)
+	rep.Tool.SchedLagP99MS, rep.Tool.SchedLagMaxMS = msec(r.lag.percentile(99)), msec(r.lag.max)
 }
 
 // lagTick is how often the lag probe sets a timer.
@@ -315,92 +431,4 @@ func (t *tally) list() []string {
 		out = append(out, fmt.Sprintf("%d× %s (e.g. %s)", t.counts[text], text, t.example[text]))
 	}
 	return out
-}
-
-// probe samples a process at named moments of the run: pid is its /proc
-// directory name, "self" for this process, "" for none.
-type probe struct {
-	pid     string
-	samples map[string]procSample
-	err     error
-}
-
-func newProbe(pid string) *probe {
-	return &probe{pid: pid, samples: make(map[string]procSample)}
-}
-
-func (p *probe) sample(at string) {
-	if p.pid == "" || p.err != nil {
-		return
-	}
-	s, err := readProc(p.pid)
-	if err != nil {
-		p.err = fmt.Errorf("at %s: %w", at, err)
-		return
-	}
-	p.samples[at] = s
-}
-
-// cpuBetween returns the CPU time used between two samples, and the wall
-// time between them.
-func (p *probe) cpuBetween(from, to string) (cpu, wall time.Duration, ok bool) {
-	a, okA := p.samples[from]
-	b, okB := p.samples[to]
-	if !okA || !okB {
-		return 0, 0, false
-	}
-	return b.cpu - a.cpu, b.sample.Sub(a.sample), true
-}
-
-func (p *probe) report(rep *report, delivered uint64) *serverReport {
-	if p.pid == "" {
-		return nil
-	}
-	pid, _ := strconv.Atoi(p.pid)
-	r := &serverReport{PID: pid}
-	if p.err != nil {
-		r.Error = p.err.Error()
-	}
-	mb := func(at string) float64 { return float64(p.samples[at].rssKB) / 1024 }
-	r.RSSBeforeMB, r.RSSIdleMB, r.RSSAfterMB = mb("before"), mb("idle"), mb("drained")
-	if last, ok := p.samples["drained"]; ok {
-		r.PeakRSSMB = float64(last.hwmKB) / 1024
-	}
-	before, okB := p.samples["before"]
-	idle, okI := p.samples["idle"]
-	if okB && okI && rep.Connect.Connected > 0 {
-		r.IdleKBPerSession = (float64(idle.rssKB) - float64(before.rssKB)) / float64(rep.Connect.Connected)
-	}
-	if cpu, _, ok := p.cpuBetween("before", "connected"); ok {
-		r.CPUConnectSeconds = cpu.Seconds()
-		if rep.Connect.Connected > 0 {
-			r.CPUPerHandshakeUS = float64(cpu.Microseconds()) / float64(rep.Connect.Connected)
-		}
-	}
-	if cpu, wall, ok := p.cpuBetween("send", "drained"); ok {
-		r.CPUSendSeconds = cpu.Seconds()
-		r.CPUSendCores = cpu.Seconds() / wall.Seconds()
-		if delivered > 0 {
-			r.CPUPerDeliveryUS = float64(cpu.Microseconds()) / float64(delivered)
-		}
-	}
-	return r
-}
-
-func (p *probe) toolReport(delivered uint64) toolReport {
-	var r toolReport
-	if p.err != nil {
-		r.Error = p.err.Error()
-	}
-	if cpu, wall, ok := p.cpuBetween("send", "drained"); ok {
-		r.CPUSendSeconds = cpu.Seconds()
-		r.CPUSendCores = cpu.Seconds() / wall.Seconds()
-		if delivered > 0 {
-			r.CPUPerDeliveryUS = float64(cpu.Microseconds()) / float64(delivered)
-		}
-	}
-	if s, ok := p.samples["drained"]; ok {
-		r.RSSMB = float64(s.rssKB) / 1024
-	}
-	return r
 }

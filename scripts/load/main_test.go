@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -25,7 +26,7 @@ func TestMessageRoundTrip(t *testing.T) {
 		{42, time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC).UnixNano()},
 		{math.MaxUint32, math.MaxInt64},
 	} {
-		msg := appendMessage(nil, tc.seq, tc.ts)
+		msg := appendMessage(nil, tc.seq, tc.ts, '\n')
 		if !bytes.HasSuffix(msg, []byte("\n")) || bytes.Count(msg, []byte("\n")) != 1 {
 			t.Fatalf("appendMessage(%d, %d) = %q, want one line", tc.seq, tc.ts, msg)
 		}
@@ -72,7 +73,7 @@ func TestParseDeliveryDoesNotAllocate(t *testing.T) {
 	}
 }
 
-func TestIsScrollback(t *testing.T) {
+func TestHasTime(t *testing.T) {
 	for line, want := range map[string]bool{
 		"12:34 load0001: load 1 2": true,
 		"00:00 alice has arrived":  true,
@@ -82,8 +83,8 @@ func TestIsScrollback(t *testing.T) {
 		"1:234 x":                  false,
 		"ab:cd x":                  false,
 	} {
-		if got := isScrollback([]byte(line)); got != want {
-			t.Errorf("isScrollback(%q) = %v, want %v", line, got, want)
+		if got := hasTime([]byte(line)); got != want {
+			t.Errorf("hasTime(%q) = %v, want %v", line, got, want)
 		}
 	}
 }
@@ -191,7 +192,7 @@ func TestClientCountsDeliveries(t *testing.T) {
 	c := &client{name: "load0001", run: run, seen: make([][]uint64, 2)}
 	now := time.Unix(100, 0)
 	line := func(from string, seq uint64, sentAgo time.Duration) []byte {
-		msg := appendMessage([]byte(from+": "), seq, now.Add(-sentAgo).UnixNano())
+		msg := appendMessage([]byte(from+": "), seq, now.Add(-sentAgo).UnixNano(), '\n')
 		return bytes.TrimSuffix(msg, []byte("\n"))
 	}
 	c.handle(line("load0000", 0, 2*time.Millisecond), now)
@@ -342,6 +343,33 @@ func TestEnsureKeysRejectsMalformedKeysFile(t *testing.T) {
 	}
 }
 
+func TestEnsureKeysAppendsAfterAFileWithoutItsLastNewline(t *testing.T) {
+	dir := t.TempDir()
+	ks, err := ensureKeys(dir, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, clientKeysFile)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, bytes.TrimSuffix(data, []byte("\n")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	more, err := ensureKeys(dir, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := ensureKeys(dir, 2)
+	if err != nil {
+		t.Fatalf("reading back: %v", err)
+	}
+	if fmt.Sprint(pubKeys(again.keys)) != fmt.Sprint(pubKeys(more.keys)) || fmt.Sprint(pubKeys(again.keys[:1])) != fmt.Sprint(pubKeys(ks.keys)) {
+		t.Error("the keys read back differ from those written")
+	}
+}
+
 func TestClientNamesAreValidBeyondFourDigits(t *testing.T) {
 	for _, i := range []int{0, 9999, 10000, 1 << 20} {
 		if name := clientName(i); !validName.MatchString(name) {
@@ -369,6 +397,10 @@ func TestFlagErrors(t *testing.T) {
 		{"-keys-dir", "x", "-rate", "0"},
 		{"-keys-dir", "x", "-duration", "0s"},
 		{"-keys-dir", "x", "-dial-concurrency", "0"},
+		{"-keys-dir", "x", "-quiet", "0s"},
+		{"-keys-dir", "x", "-quiet-timeout", "0s"},
+		{"-keys-dir", "x", "-addr", " , "},
+		{"-keys-dir", "x", "-addr", "127.0.0.1:2222,nohost"},
 		{"-bogus"},
 	} {
 		if code := run(args, io.Discard, io.Discard); code != 2 {
@@ -424,5 +456,72 @@ func TestTallyGroupsByText(t *testing.T) {
 	got := tl.list()
 	if len(got) != maxErrors+1 || got[0] != "2× refused (e.g. load0001)" || got[1] != "1× timeout (e.g. load0002)" || got[maxErrors] != "... and 4 other kinds" {
 		t.Errorf("list() = %q", got)
+	}
+}
+
+func TestTable(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, rep report) string {
+		path := filepath.Join(dir, name+".json")
+		if err := writeJSON(path, &rep, io.Discard); err != nil {
+			t.Fatal(err)
+		}
+		return name + "=" + path
+	}
+	pty := write("terminal", report{
+		Clients: 1000, Senders: 20, RatePerSender: 0.9, PTY: true,
+		Connect: connectReport{Connected: 1000, TimeToConnectAllSeconds: 1.5, TimeToQuietSeconds: 2.25, Quiet: true, HandshakesPerSec: 660},
+		Send:    sendReport{Lost: 3, DeliveriesPerSec: 17982},
+		Latency: latencyReport{P50: 9.5, P99: 27.25},
+		Server:  &serverReport{IdleKBPerSession: 70.5, CPUPerDeliveryUS: 15.6, WritesSend: 100, WritesPerDelivery: 0.94},
+	})
+	noPID := write("idle", report{Clients: 10, Connect: connectReport{Connected: 10, TimeToQuietSeconds: 30}})
+	var out, errOut bytes.Buffer
+	if code := runTable([]string{pty, noPID}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("table:\n%s\nwant a header and 2 rows", out.String())
+	}
+	for i, want := range [][]string{
+		{"scenario", "µs/delivery", "writes/delivery", "p99", "lost"},
+		{"terminal", "1000", "pty", "20×0.9", "1.5", "2.2", "660", "70.5", "15.60", "0.94", "9.50", "27.25", "3", "17982"},
+		{"idle", "10", "line", ">30.0", "-"},
+	} {
+		fields := strings.Fields(lines[i])
+		for _, w := range want {
+			if !slices.Contains(fields, w) {
+				t.Errorf("line %d %q lacks %q", i, lines[i], w)
+			}
+		}
+	}
+	for _, args := range [][]string{{}, {"nopath"}, {"=x.json"}} {
+		if code := runTable(args, io.Discard, io.Discard); code != 2 {
+			t.Errorf("runTable(%q) = %d, want 2", args, code)
+		}
+	}
+	if code := runTable([]string{"x=" + filepath.Join(dir, "missing.json")}, io.Discard, io.Discard); code != 1 {
+		t.Errorf("a missing report: exit %d, want 1", code)
+	}
+}
+
+func TestEnsureFileLimit(t *testing.T) {
+	limit, err := ensureFileLimit(1, io.Discard)
+	if err != nil || limit < spareFiles+1 {
+		t.Fatalf("ensureFileLimit(1) = %d, %v", limit, err)
+	}
+	if _, err := ensureFileLimit(int(min(limit, 1<<40)), io.Discard); err == nil || !strings.Contains(err.Error(), "ulimit -Hn") {
+		t.Errorf("more clients than the limit allows: %v, want an error naming ulimit -Hn", err)
+	}
+}
+
+func TestProcIOWrites(t *testing.T) {
+	io := []byte("rchar: 10\nwchar: 20\nsyscr: 3\nsyscw: 42\nread_bytes: 0\n")
+	if n, err := ioField(io, "syscw:"); err != nil || n != 42 {
+		t.Errorf("syscw = %d, %v; want 42", n, err)
+	}
+	if _, err := ioField(io, "cancelled_write_bytes:"); err == nil {
+		t.Error("missing field: no error")
 	}
 }

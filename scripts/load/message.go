@@ -10,13 +10,14 @@ import (
 // "NAME: load SEQ UNIXNANO".
 const messagePrefix = "load "
 
-// appendMessage appends a load message, with its newline, to buf.
-func appendMessage(buf []byte, seq uint64, sentUnixNano int64) []byte {
+// appendMessage appends a load message, ended by the byte the client's
+// Enter key sends, to buf.
+func appendMessage(buf []byte, seq uint64, sentUnixNano int64, enter byte) []byte {
 	buf = append(buf, messagePrefix...)
 	buf = strconv.AppendUint(buf, seq, 10)
 	buf = append(buf, ' ')
 	buf = strconv.AppendInt(buf, sentUnixNano, 10)
-	return append(buf, '\n')
+	return append(buf, enter)
 }
 
 // parseDelivery parses a chat line "NAME: load SEQ UNIXNANO" as a client

@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 )
 
@@ -11,6 +13,7 @@ type report struct {
 	Addr            string  `json:"addr"`
 	Clients         int     `json:"clients"`
 	Senders         int     `json:"senders"`
+	PTY             bool    `json:"pty"`
 	RatePerSender   float64 `json:"rate_per_sender"`
 	DurationSeconds float64 `json:"duration_s"`
 
@@ -29,6 +32,13 @@ type connectReport struct {
 	Errors           []string `json:"errors,omitempty"` // the first few distinct ones
 	WallSeconds      float64  `json:"wall_s"`
 	HandshakesPerSec float64  `json:"handshakes_per_s"`
+	// From the start of connecting to the last client's greeting.
+	TimeToConnectAllSeconds float64 `json:"time_to_connect_all_s"`
+	// From the start of connecting to the last output any client received
+	// before the room went quiet (no output for -quiet).
+	TimeToQuietSeconds float64        `json:"time_to_quiet_s"`
+	Quiet              bool           `json:"quiet"` // false: still busy at -quiet-timeout
+	PerAddr            map[string]int `json:"per_addr,omitempty"`
 }
 
 type sendReport struct {
@@ -101,6 +111,10 @@ type serverReport struct {
 	CPUSendSeconds    float64 `json:"cpu_send_s"` // sending and draining
 	CPUSendCores      float64 `json:"cpu_send_cores"`
 	CPUPerDeliveryUS  float64 `json:"cpu_per_delivery_us"`
+	// write(2)-family system calls while sending and draining; omitted
+	// when /proc/PID/io cannot be read.
+	WritesSend        uint64  `json:"writes_send,omitempty"`
+	WritesPerDelivery float64 `json:"writes_per_delivery,omitempty"`
 	Error             string  `json:"error,omitempty"`
 }
 
@@ -112,9 +126,10 @@ type toolReport struct {
 	// How late a timer in this process fired while sending: if the tool
 	// itself is starved, reader goroutines see lines late and the latency
 	// figures blame the server for it.
-	SchedLagP99MS float64 `json:"sched_lag_p99_ms"`
-	SchedLagMaxMS float64 `json:"sched_lag_max_ms"`
-	Error         string  `json:"error,omitempty"`
+	SchedLagP99MS  float64 `json:"sched_lag_p99_ms"`
+	SchedLagMaxMS  float64 `json:"sched_lag_max_ms"`
+	OpenFilesLimit uint64  `json:"open_files_limit"`
+	Error          string  `json:"error,omitempty"`
 }
 
 // writeSummary prints the report for people.
@@ -125,12 +140,24 @@ func (r *report) writeSummary(w io.Writer) {
 			p("              %s", s)
 		}
 	}
-	p("sshchat load: %d clients, %d sending %g msg/s for %gs, against %s", r.Clients, r.Senders, r.RatePerSender, r.DurationSeconds, r.Addr)
+	mode := "line-mode"
+	if r.PTY {
+		mode = "PTY"
+	}
+	p("sshchat load: %d %s clients, %d sending %g msg/s for %gs, against %s", r.Clients, mode, r.Senders, r.RatePerSender, r.DurationSeconds, r.Addr)
 	c := r.Connect
 	p("connect       %d/%d in %.2fs (%.0f handshakes/s), %d failed", c.Connected, r.Clients, c.WallSeconds, c.HandshakesPerSec, c.Failed)
 	list(c.Errors)
 	if c.Connected == 0 {
 		return
+	}
+	quiet := fmt.Sprintf("quiet after %.2fs", c.TimeToQuietSeconds)
+	if !c.Quiet {
+		quiet = fmt.Sprintf("NOT quiet yet; last output at %.2fs", c.TimeToQuietSeconds)
+	}
+	p("join storm    all connected after %.2fs, %s", c.TimeToConnectAllSeconds, quiet)
+	if len(c.PerAddr) > 0 {
+		p("per address   %s", formatCounts(c.PerAddr))
 	}
 	s := r.Send
 	p("send          %d sent (%d send errors), %d expected deliveries", s.Sent, s.SendErrors, s.Expected)
@@ -149,13 +176,26 @@ func (r *report) writeSummary(w io.Writer) {
 	if v := r.Server; v != nil {
 		p("server RSS    %.1f MB before, %.1f MB idle (%.1f KB/session), %.1f MB after, %.1f MB peak", v.RSSBeforeMB, v.RSSIdleMB, v.IdleKBPerSession, v.RSSAfterMB, v.PeakRSSMB)
 		p("server CPU    %.2fs connecting (%.0f µs/handshake); %.2fs sending (%.2f cores, %.2f µs/delivery)", v.CPUConnectSeconds, v.CPUPerHandshakeUS, v.CPUSendSeconds, v.CPUSendCores, v.CPUPerDeliveryUS)
+		if v.WritesSend > 0 {
+			p("server writes %d write syscalls sending (%.2f/delivery)", v.WritesSend, v.WritesPerDelivery)
+		}
 		if v.Error != "" {
 			p("server        %s", v.Error)
 		}
 	}
 	t := r.Tool
-	p("load tool     %.2fs CPU sending (%.2f cores, %.2f µs/delivery), %.1f MB RSS, timer lag p99 %.2f ms max %.2f ms%s",
-		t.CPUSendSeconds, t.CPUSendCores, t.CPUPerDeliveryUS, t.RSSMB, t.SchedLagP99MS, t.SchedLagMaxMS, strings.TrimSuffix(" "+t.Error, " "))
+	p("load tool     %.2fs CPU sending (%.2f cores, %.2f µs/delivery), %.1f MB RSS, timer lag p99 %.2f ms max %.2f ms, %d open files allowed%s",
+		t.CPUSendSeconds, t.CPUSendCores, t.CPUPerDeliveryUS, t.RSSMB, t.SchedLagP99MS, t.SchedLagMaxMS, t.OpenFilesLimit, strings.TrimSuffix(" "+t.Error, " "))
+}
+
+// formatCounts lists counts by key, in key order: "a 3, b 2".
+func formatCounts(counts map[string]int) string {
+	keys := slices.Sorted(maps.Keys(counts))
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s %d", k, counts[k])
+	}
+	return strings.Join(parts, ", ")
 }
 
 func (a *attackReport) writeSummary(p func(string, ...any), list func([]string)) {
