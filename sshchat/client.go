@@ -5,6 +5,9 @@ type client struct {
 	name string
 	key  identityKey
 	out  chan *event // closed by the broadcaster when the client leaves
+	// quiet clients (one-shot commands) count against the user's limits
+	// but are not announced, greeted, listed or sent private messages.
+	quiet bool
 
 	// Set by the broadcaster before it closes out; read by the writer after.
 	hangup hangup

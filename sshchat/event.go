@@ -1,6 +1,7 @@
 package sshchat
 
 import (
+	"encoding/json"
 	"hash/fnv"
 	"strconv"
 	"time"
@@ -81,6 +82,7 @@ const (
 type style struct {
 	terminal bool // a person at a PTY: events are timestamped
 	color    bool // names are coloured
+	json     bool // one JSON object per line, for scripts
 }
 
 // lineMode is the style of sessions without a PTY: the plain line protocol.
@@ -142,4 +144,33 @@ func appendName(buf []byte, name string, color bool) []byte {
 	buf = append(buf, 'm')
 	buf = append(buf, name...)
 	return append(buf, "\x1b[0m"...)
+}
+
+// eventJSON is an event as one-shot commands print it with --json.
+type eventJSON struct {
+	Time string `json:"time,omitempty"` // RFC 3339
+	From string `json:"from,omitempty"`
+	Kind string `json:"kind"`
+	Text string `json:"text,omitempty"`
+}
+
+var jsonKinds = map[eventKind]string{
+	eventChat: "message", eventAction: "action", eventJoin: "join", eventLeave: "leave",
+	eventPrivate: "private", eventNotice: "notice",
+}
+
+// appendJSON appends ev as JSON lines, one per event of a group.
+func (ev *event) appendJSON(buf []byte) []byte {
+	if ev.kind == eventGroup {
+		for _, e := range ev.group {
+			buf = e.appendJSON(buf)
+		}
+		return buf
+	}
+	j := eventJSON{From: ev.from, Kind: jsonKinds[ev.kind], Text: ev.text}
+	if !ev.at.IsZero() {
+		j.Time = ev.at.UTC().Format(time.RFC3339)
+	}
+	b, _ := json.Marshal(j) // strings and a known struct: cannot fail
+	return append(append(buf, b...), '\n')
 }

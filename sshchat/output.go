@@ -86,8 +86,11 @@ func (cli *client) writeBatch(w output, st style, ev *event) error {
 // appendTo appends ev rendered in st: for line mode, the shared bytes
 // rendered once when the event was made.
 func (ev *event) appendTo(buf []byte, st style) []byte {
-	if st == lineMode {
+	switch {
+	case st == lineMode:
 		return append(buf, ev.line...)
+	case st.json:
+		return ev.appendJSON(buf)
 	}
 	return ev.render(buf, st)
 }

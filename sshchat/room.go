@@ -1,6 +1,10 @@
 package sshchat
 
-import "time"
+import (
+	"cmp"
+	"slices"
+	"time"
+)
 
 // room is the chat room, in the gopl.io ch8 design: one broadcaster
 // goroutine owns the set of clients, and sessions talk to it only through
@@ -195,4 +199,42 @@ func (r *room) names() []string {
 	var names []string
 	r.do(func(st *state) { names = st.onlineNames() })
 	return names
+}
+
+// admitted reports whether the room let cli in after enter, and if not,
+// why.
+func (r *room) admitted(cli *client) (why string, refused bool) {
+	in := false
+	r.do(func(st *state) { in = st.has(cli) })
+	if in {
+		return "", false
+	}
+	return cmp.Or(cli.hangup.notice, "the server is shutting down"), true
+}
+
+// post publishes text from the quiet client cli, or says why not.
+func (r *room) post(cli *client, text string) (why string) {
+	why = "the server is shutting down"
+	r.do(func(st *state) { why = st.post(cli, text) })
+	return why
+}
+
+// presence lists the users online.
+func (r *room) presence() []presence {
+	var list []presence
+	r.do(func(st *state) {
+		now := st.now()
+		for _, name := range st.onlineNames() {
+			u := st.users[name]
+			list = append(list, presence{Name: name, Sessions: u.sessions, Idle: int64(now.Sub(u.lastActive) / time.Second), Away: u.away})
+		}
+	})
+	return list
+}
+
+// recent returns the last n public messages.
+func (r *room) recent(n int) []*event {
+	var evs []*event
+	r.do(func(st *state) { evs = slices.Clone(st.last(n)) })
+	return evs
 }

@@ -15,8 +15,8 @@ import (
 
 // A session channel is handled here rather than by gliderlabs/ssh's default
 // handler (see the package doc). It accepts exactly what a chat needs:
-// pty-req, window-change, a few env vars and shell; exec, subsystems, x11
-// and agent forwarding are refused.
+// pty-req, window-change, a few env vars, and shell or exec (a one-shot
+// command, exec.go); subsystems, x11 and agent forwarding are refused.
 
 // allowedEnv are the env requests a session may make; the rest are refused.
 var allowedEnv = map[string]bool{"TERM": true, "LANG": true, "NO_COLOR": true}
@@ -27,14 +27,19 @@ type sessionSetup struct {
 	term    string
 	size    window
 	noColor bool
-	started bool // the shell request was accepted
+	started bool   // the shell or exec request was accepted
+	command string // what exec asked for; "" for a shell
 }
 
-// answer replies to one session channel request. Before the shell starts it
-// records the PTY and environment; afterwards only window changes are taken,
-// passed to resize. Everything else (exec, subsystem, x11-req,
+// maxCommandLine bounds an exec request's command line.
+const maxCommandLine = 64 << 10
+
+// answer replies to one session channel request and reports whether it
+// was accepted. Before the shell starts it records the PTY, the
+// environment and an exec command; afterwards only window changes are
+// taken, passed to resize. Everything else (subsystem, x11-req,
 // auth-agent-req, signal, break) is refused. It never waits on the client.
-func (setup *sessionSetup) answer(req *gossh.Request, resize func(window)) {
+func (setup *sessionSetup) answer(req *gossh.Request, resize func(window)) bool {
 	ok := false
 	switch req.Type {
 	case "pty-req":
@@ -58,6 +63,11 @@ func (setup *sessionSetup) answer(req *gossh.Request, resize func(window)) {
 	case "shell":
 		ok = !setup.started
 		setup.started = true
+	case "exec":
+		var cmd struct{ Command string }
+		if !setup.started && gossh.Unmarshal(req.Payload, &cmd) == nil && len(cmd.Command) <= maxCommandLine && strings.TrimSpace(cmd.Command) != "" {
+			ok, setup.started, setup.command = true, true, cmd.Command
+		}
 	case "window-change":
 		var w struct{ Columns, Rows, W, H uint32 }
 		if setup.pty && gossh.Unmarshal(req.Payload, &w) == nil {
@@ -71,6 +81,7 @@ func (setup *sessionSetup) answer(req *gossh.Request, resize func(window)) {
 	if req.WantReply {
 		req.Reply(ok, nil)
 	}
+	return ok
 }
 
 // awaitShell answers the channel's requests until the client starts its
@@ -85,7 +96,9 @@ func (s *Server) awaitShell(ctx gliderssh.Context, ch gossh.Channel, reqs <-chan
 			if !ok {
 				return nil, false
 			}
-			setup.answer(req, nil)
+			if !setup.answer(req, nil) {
+				s.log.Debug("session request refused", "type", req.Type, "remote", ctx.RemoteAddr().String())
+			}
 		case <-grace.C:
 			fmt.Fprintln(ch.Stderr(), "sshchat: no shell requested; run ssh without a command.")
 			return nil, false
@@ -129,9 +142,15 @@ func (s *Server) handleSession(_ *gliderssh.Server, conn *gossh.ServerConn, newC
 
 	pub, _ := gossh.ParsePublicKey([]byte(id.key))
 	log := s.log.With("user", id.name, "key", gossh.FingerprintSHA256(pub), "remote", conn.RemoteAddr().String())
-	log.Info("login", "pty", setup.pty)
+	log.Info("login", "pty", setup.pty, "exec", setup.command != "")
 	start := time.Now()
-	status := s.chat(newSessionIO(s, ch, tc, setup, id.name, log), id, reqs, log)
+	sio := newSessionIO(s, ch, tc, setup, id.name, log)
+	var status uint32
+	if setup.command != "" {
+		status = s.runExec(sio, id, reqs, log)
+	} else {
+		status = s.chat(sio, id, reqs, log)
+	}
 	log.Info("logout", "after", time.Since(start).Round(time.Second).String())
 	ch.SendRequest("exit-status", false, gossh.Marshal(struct{ Status uint32 }{status}))
 }
@@ -200,7 +219,7 @@ func (sio *sessionIO) stopped() bool { return sio.ended.Load() || sio.conn.close
 // closes. Window sizes go to the writer, latest first, without waiting: the
 // goroutine that answers requests must never wait on the client, or
 // x/crypto's connection loop stops with it.
-func (sio *sessionIO) answerRequests(reqs <-chan *gossh.Request) {
+func (sio *sessionIO) answerRequests(reqs <-chan *gossh.Request, log *slog.Logger) {
 	resize := func(w window) {
 		select {
 		case <-sio.resized: // superseded
@@ -209,7 +228,9 @@ func (sio *sessionIO) answerRequests(reqs <-chan *gossh.Request) {
 		sio.resized <- w
 	}
 	for req := range reqs {
-		sio.setup.answer(req, resize)
+		if !sio.setup.answer(req, resize) {
+			log.Debug("session request refused", "type", req.Type)
+		}
 	}
 }
 
@@ -217,7 +238,7 @@ func (sio *sessionIO) answerRequests(reqs <-chan *gossh.Request) {
 // disconnected, and returns the session's exit status: gopl's handleConn.
 func (s *Server) chat(sio *sessionIO, id identity, reqs <-chan *gossh.Request, log *slog.Logger) uint32 {
 	cli := &client{name: id.name, key: id.key, out: make(chan *event, s.cfg.QueueLen)}
-	go sio.answerRequests(reqs)
+	go sio.answerRequests(reqs, log)
 	written := s.startWriter(cli, sio, log)
 	defer func() {
 		<-written

@@ -60,7 +60,8 @@ const (
 
 // user is what the room knows about one name, across all its sessions.
 type user struct {
-	sessions  int
+	sessions  int // in the chat
+	quiet     int // quiet clients
 	lines     *rate.Limiter // nil: unlimited
 	starts    *rate.Limiter // session starts; nil: unlimited
 	announces *rate.Limiter
@@ -123,7 +124,7 @@ func (st *state) admit(cli *client, u *user) (why hangup, ok bool) {
 		}
 	}
 	switch {
-	case st.opts.maxPerUser > 0 && u.sessions >= st.opts.maxPerUser:
+	case st.opts.maxPerUser > 0 && u.sessions+u.quiet >= st.opts.maxPerUser:
 		return hangup{notice: fmt.Sprintf("Too many sessions for %s (at most %d).", name, st.opts.maxPerUser)}, false
 	case u.starts != nil && !u.starts.Allow():
 		return hangup{notice: fmt.Sprintf("Too many new sessions for %s; wait a few seconds and try again.", name)}, false
@@ -136,6 +137,11 @@ func (st *state) join(cli *client) {
 	if why, ok := st.admit(cli, u); !ok {
 		cli.hangup = why
 		close(cli.out)
+		return
+	}
+	if cli.quiet {
+		u.quiet++
+		st.clients[cli] = struct{}{}
 		return
 	}
 	if u.sessions++; u.sessions == 1 {
@@ -153,7 +159,8 @@ func (st *state) join(cli *client) {
 // announces the departure.
 func (st *state) drop(cli *client, why hangup) {
 	st.remove(cli, why)
-	if u := st.users[cli.name]; u.sessions == 0 && u.announced {
+	if u := st.users[cli.name]; !cli.quiet && u.sessions == 0 && u.announced {
+		u.announced = false
 		st.broadcast(st.newEvent(eventLeave, cli.name, ""), nil)
 	}
 }
@@ -165,6 +172,10 @@ func (st *state) remove(cli *client, why hangup) {
 	cli.hangup = why
 	close(cli.out)
 	u := st.users[cli.name]
+	if cli.quiet {
+		u.quiet--
+		return
+	}
 	if u.sessions--; u.sessions == 0 {
 		u.leftAt, u.away, u.replyTo = st.now(), "", ""
 		st.left(cli.name, u.leftAt)
@@ -176,7 +187,7 @@ func (st *state) remove(cli *client, why hangup) {
 func (st *state) forgetOfflineUsers() {
 	now := st.now()
 	for name, u := range st.users {
-		if u.sessions == 0 && now.Sub(u.leftAt) > userLinger {
+		if u.sessions == 0 && u.quiet == 0 && now.Sub(u.leftAt) > userLinger {
 			delete(st.users, name)
 		}
 	}
@@ -225,7 +236,7 @@ func (st *state) send(cli *client, ev *event) {
 // sendUser sends ev to every session of name.
 func (st *state) sendUser(name string, ev *event) {
 	for cli := range st.clients {
-		if cli.name == name {
+		if cli.name == name && !cli.quiet {
 			st.send(cli, ev)
 		}
 	}
@@ -292,4 +303,20 @@ func (st *state) onlineNames() []string {
 	}
 	slices.Sort(names)
 	return names
+}
+
+// post publishes text from a quiet client, saying why not if it may not.
+func (st *state) post(cli *client, text string) (why string) {
+	u := st.users[cli.name]
+	switch _, muted := st.muted(cli.name); {
+	case !st.has(cli):
+		return "disconnected"
+	case muted:
+		return "muted"
+	case u.lines != nil && !u.lines.Allow():
+		return "over the rate limit"
+	}
+	u.lastActive = st.now()
+	st.publish(st.newEvent(eventChat, cli.name, text), nil)
+	return ""
 }
