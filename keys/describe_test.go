@@ -68,8 +68,8 @@ func assertDescriptions(t *testing.T, entries []Entry, keygenOutput string) {
 		if got := Describe(e); got != want[i] {
 			t.Errorf("Describe(%s key) = %q\nssh-keygen -l printed %q", e.Key.Type(), got, want[i])
 		}
-		if got, want := Fingerprint(e.Key), strings.Fields(want[i])[1]; got != want {
-			t.Errorf("Fingerprint(%s key) = %q, want %q", e.Key.Type(), got, want)
+		if got, want := ssh.FingerprintSHA256(e.Key), strings.Fields(want[i])[1]; got != want {
+			t.Errorf("ssh.FingerprintSHA256(%s key) = %q, want %q", e.Key.Type(), got, want)
 		}
 	}
 }
