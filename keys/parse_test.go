@@ -362,6 +362,8 @@ func FuzzParse(f *testing.F) {
 		f.Add(append([]byte(`from="x" `), l...))
 		f.Add(bytes.ReplaceAll(l, []byte(" "), []byte("\t")))
 		f.Add(bytes.ToUpper(l))
+		f.Add(append(bytes.TrimSuffix(l, []byte("\n")), " \tlaptop  at home \r\n"...))
+		f.Add(bytes.Replace(l, []byte(" alice"), []byte(" alice@laptop"), 1))
 	}
 	f.Add([]byte(""))
 	f.Add([]byte("# comment\r\n\r\n"))
@@ -380,7 +382,7 @@ func FuzzParse(f *testing.F) {
 		}
 		var out strings.Builder
 		for _, e := range s.Entries() {
-			out.WriteString(line(e.Key, e.Name) + "\n")
+			out.WriteString(formatEntry(e) + "\n")
 			if name, ok := s.Lookup(e.Key); !ok || name != e.Name {
 				t.Fatalf("Lookup(key of line %d) = %q, %v; want %q", e.Line, name, ok, e.Name)
 			}
