@@ -3,7 +3,6 @@ package keys
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -75,31 +74,26 @@ func (l *live[T]) reload() (old, cur *T, err error) {
 	return l.cur.Swap(cur), cur, nil
 }
 
-// Run keeps the content current until ctx is done, and then returns nil.
-// It reloads the file when it changes, and whenever a value arrives on
-// reload (main sends one on SIGHUP; a nil channel never sends). After a
-// reload that changes who has access, it calls onChange, if not nil. A
-// reload that fails is logged, one record per invalid line, and the current
-// content is kept.
+// Run keeps the content current until ctx is done. It reloads the file
+// when it changes, and whenever a value arrives on reload (main sends one
+// on SIGHUP; a nil channel never sends). After a reload that changes who
+// has access, it calls onChange, if not nil. A reload that fails is logged,
+// one record per invalid line, and the current content is kept.
 //
 // Run watches the directories that decide what the path names: the path's
 // own, and, if it is a symbolic link or lies under one, those of every link
 // on the way and of the file it resolves to. It re-resolves after every
-// change, so replacing the file by a rename (as editors and this package
-// do), retargeting a link, or a Kubernetes-style "..data" swap of a mounted
-// secret are all seen. It also reloads once when it starts, so that a
-// change made just before is not missed. It returns an error only if it
-// cannot watch the path's own directory; then only reload requests work.
-func (l *live[T]) Run(ctx context.Context, reload <-chan struct{}, onChange func()) error {
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		return fmt.Errorf("keys: watch %s: %w", l.path, err)
-	}
-	defer w.Close()
-	f := &follower{w: w, path: l.path, log: l.log}
-	if err := f.start(); err != nil {
-		return fmt.Errorf("keys: watch %s: %w", l.path, err)
-	}
+// change and every reload request, so replacing the file by a rename (as
+// editors and this package do), retargeting a link, or a Kubernetes-style
+// "..data" swap of a mounted secret are all seen. It also reloads once when
+// it starts, so that a change made just before is not missed. A directory
+// it cannot watch, such as one that does not exist yet, is logged, and
+// tried again at the next reload request; until then, reload requests
+// still work.
+func (l *live[T]) Run(ctx context.Context, reload <-chan struct{}, onChange func()) {
+	f := newFollower(l.path, l.what, l.log)
+	defer f.close()
+	f.refresh()
 	l.reloadAndNotify(onChange, false)
 	settled := time.NewTimer(debounce)
 	settled.Stop()
@@ -107,7 +101,7 @@ func (l *live[T]) Run(ctx context.Context, reload <-chan struct{}, onChange func
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return
 		case _, ok := <-reload:
 			if !ok {
 				reload = nil
@@ -115,11 +109,11 @@ func (l *live[T]) Run(ctx context.Context, reload <-chan struct{}, onChange func
 			}
 			f.refresh()
 			l.reloadAndNotify(onChange, true)
-		case ev := <-w.Events:
+		case ev := <-f.events():
 			if f.matters(ev) {
 				settled.Reset(debounce)
 			}
-		case err := <-w.Errors:
+		case err := <-f.errors():
 			// The error may stand for lost events, such as an overflow.
 			l.log.Warn("keys: watching "+l.what+" file", "path", l.path, "err", err)
 			settled.Reset(debounce)
@@ -170,8 +164,9 @@ func (l *live[T]) logReloadError(err error) {
 // watches see a file replaced by a rename, which a watch on the file would
 // miss.
 type follower struct {
-	w    *fsnotify.Watcher
+	w    *fsnotify.Watcher // nil if none could be made
 	path string
+	what string
 	log  *slog.Logger
 	// names are the paths, as fsnotify reports them, whose events matter.
 	names map[string]bool
@@ -180,19 +175,37 @@ type follower struct {
 	failed map[string]bool
 }
 
-// start watches the path's own directory, which must work, and then the
-// rest.
-func (f *follower) start() error {
-	dir, err := realDir(f.path)
+func newFollower(path, what string, log *slog.Logger) *follower {
+	f := &follower{path: path, what: what, log: log, failed: make(map[string]bool)}
+	w, err := fsnotify.NewWatcher()
 	if err != nil {
-		return err
+		f.warn(path, err)
+		return f
 	}
-	if err := f.w.Add(dir); err != nil {
-		return err
+	f.w = w
+	return f
+}
+
+func (f *follower) close() {
+	if f.w != nil {
+		f.w.Close()
 	}
-	f.failed = make(map[string]bool)
-	f.refresh()
-	return nil
+}
+
+// events and errors are the watcher's channels, or nil ones that never
+// deliver if there is no watcher.
+func (f *follower) events() chan fsnotify.Event {
+	if f.w == nil {
+		return nil
+	}
+	return f.w.Events
+}
+
+func (f *follower) errors() chan error {
+	if f.w == nil {
+		return nil
+	}
+	return f.w.Errors
 }
 
 func (f *follower) matters(ev fsnotify.Event) bool {
@@ -203,6 +216,16 @@ func (f *follower) matters(ev fsnotify.Event) bool {
 // that now matter. The watcher forgets by itself a directory that is
 // removed, so one that comes back is watched again.
 func (f *follower) refresh() {
+	if f.w == nil {
+		return
+	}
+	if own := filepath.Dir(f.path); !f.failed[own] {
+		if _, err := realDir(f.path); err != nil {
+			f.warn(own, err)
+		}
+	} else if _, err := realDir(f.path); err == nil {
+		delete(f.failed, own)
+	}
 	names, dirs := resolveChain(f.path)
 	for _, dir := range f.w.WatchList() {
 		if !dirs[dir] {
@@ -217,13 +240,22 @@ func (f *follower) refresh() {
 		if watched[dir] {
 			continue
 		}
-		err := f.w.Add(dir)
-		if err != nil && !f.failed[dir] {
-			f.log.Warn("keys: cannot watch a directory the file's path goes through; changes made there need a reload request (SIGHUP)", "path", f.path, "dir", dir, "err", err)
+		if err := f.w.Add(dir); err != nil {
+			f.warn(dir, err)
+			continue
 		}
-		f.failed[dir] = err != nil
+		delete(f.failed, dir)
 	}
 	f.names = names
+}
+
+// warn logs, once until it is watched, that dir cannot be watched.
+func (f *follower) warn(dir string, err error) {
+	if f.failed[dir] {
+		return
+	}
+	f.failed[dir] = true
+	f.log.Warn("keys: cannot watch "+f.what+" file for changes; send SIGHUP to reload it", "path", f.path, "dir", dir, "err", err)
 }
 
 // resolveChain returns every path whose change may change what path reads

@@ -16,7 +16,7 @@ const waitLimit = 5 * time.Second
 
 // runner is what Store and OpStore share.
 type runner interface {
-	Run(ctx context.Context, reload <-chan struct{}, onChange func()) error
+	Run(ctx context.Context, reload <-chan struct{}, onChange func())
 }
 
 // startRun runs st.Run until the test ends and returns the channel on which
@@ -25,15 +25,15 @@ func startRun(t *testing.T, st runner) (changes <-chan struct{}, reload chan<- s
 	t.Helper()
 	ch, req := make(chan struct{}, 100), make(chan struct{})
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- st.Run(ctx, req, func() { ch <- struct{}{} }) }()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		st.Run(ctx, req, func() { ch <- struct{}{} })
+	}()
 	t.Cleanup(func() {
 		cancel()
 		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run returned %v", err)
-			}
+		case <-done:
 		case <-time.After(waitLimit):
 			t.Error("Run did not return after cancel")
 		}
@@ -193,11 +193,30 @@ func TestRunReloadRequest(t *testing.T) {
 	}
 }
 
+// A directory that does not exist yet cannot be watched: Run says so, and
+// reload requests still work and start the watching.
 func TestRunMissingDirectory(t *testing.T) {
-	st := NewStore(filepath.Join(t.TempDir(), "missing", "allowed_keys"), nil)
-	err := st.Run(context.Background(), nil, func() { t.Error("onChange called") })
-	if err == nil {
-		t.Fatal("Run with a missing directory returned nil")
+	log, records := testLogger()
+	dir := filepath.Join(t.TempDir(), "missing")
+	path := filepath.Join(dir, "allowed_keys")
+	st := NewStore(path, log)
+	changes, reload := startRun(t, st)
+	waitForLog(t, records, slog.LevelWarn, "keys: cannot watch allowed keys file for changes; send SIGHUP to reload it", "dir", dir)
+
+	alice := ed25519Key(t)
+	if _, err := Add(path, Entry{Name: "alice", Key: alice}); err != nil {
+		t.Fatal(err)
+	}
+	reload <- struct{}{}
+	nextChange(t, changes)
+	if !has(st.Set(), alice, "alice") {
+		t.Fatalf("after a reload request: %v, want alice", st.Set().Entries())
+	}
+
+	replace(t, path, lines(line(alice, "alice"), line(ed25519Key(t), "bob")))
+	nextChange(t, changes)
+	if st.Set().Len() != 2 {
+		t.Errorf("after an edit: %v, want alice and bob", st.Set().Entries())
 	}
 }
 
