@@ -124,8 +124,9 @@ func (o *Ops) add(name string, line int) error {
 }
 
 // OpStore holds the current [Ops] of an operators file and replaces it
-// atomically on reload, as a [Store] does for the allowed keys (its Run
-// method is the same). It is safe for concurrent use.
+// atomically on reload. It is safe for concurrent use. Its Run method
+// keeps it current as the file changes, as a [Store]'s does; a missing
+// file means no operators.
 type OpStore struct {
 	*live[Ops]
 }

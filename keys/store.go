@@ -8,7 +8,7 @@ import (
 
 // Store holds the current [Set] of an allowed keys file and replaces it
 // atomically on reload. It is safe for concurrent use. Its Run method
-// keeps it current; see [live.Run].
+// keeps it current as the file changes.
 type Store struct {
 	*live[Set]
 }
