@@ -41,7 +41,11 @@ func TestDescribeMatchesSSHKeygen(t *testing.T) {
 	}
 	var file strings.Builder
 	for i, k := range keys {
-		file.WriteString(line(k, "user"+string(rune('a'+i))) + "\n")
+		comment := "user" + string(rune('a'+i))
+		if i%2 == 1 { // some keys have labels, which ssh-keygen prints as part of the comment
+			comment += " device@host " + string(rune('0'+i))
+		}
+		file.WriteString(line(k, comment) + "\n")
 	}
 	path := filepath.Join(t.TempDir(), "allowed_keys")
 	writeFile(t, path, file.String(), 0o600)
