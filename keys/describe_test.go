@@ -41,7 +41,11 @@ func TestDescribeMatchesSSHKeygen(t *testing.T) {
 	}
 	var file strings.Builder
 	for i, k := range keys {
-		file.WriteString(line(k, "user"+string(rune('a'+i))) + "\n")
+		comment := "user" + string(rune('a'+i))
+		if i%2 == 1 { // some keys have labels, which ssh-keygen prints as part of the comment
+			comment += " device@host " + string(rune('0'+i))
+		}
+		file.WriteString(line(k, comment) + "\n")
 	}
 	path := filepath.Join(t.TempDir(), "allowed_keys")
 	writeFile(t, path, file.String(), 0o600)
@@ -68,8 +72,8 @@ func assertDescriptions(t *testing.T, entries []Entry, keygenOutput string) {
 		if got := Describe(e); got != want[i] {
 			t.Errorf("Describe(%s key) = %q\nssh-keygen -l printed %q", e.Key.Type(), got, want[i])
 		}
-		if got, want := Fingerprint(e.Key), strings.Fields(want[i])[1]; got != want {
-			t.Errorf("Fingerprint(%s key) = %q, want %q", e.Key.Type(), got, want)
+		if got, want := ssh.FingerprintSHA256(e.Key), strings.Fields(want[i])[1]; got != want {
+			t.Errorf("ssh.FingerprintSHA256(%s key) = %q, want %q", e.Key.Type(), got, want)
 		}
 	}
 }

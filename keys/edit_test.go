@@ -62,11 +62,11 @@ func TestAdd(t *testing.T) {
 				writeFile(t, path, tt.existing, tt.perm)
 			}
 			key := ed25519Key(t)
-			e, err := Add(path, "bob", key)
+			e, err := Add(path, Entry{Name: "bob", Key: key})
 			if err != nil {
 				t.Fatal(err)
 			}
-			assertEntries(t, []Entry{e}, []Entry{{"bob", key, tt.wantLine}})
+			assertEntries(t, []Entry{e}, []Entry{{Name: "bob", Key: key, Line: tt.wantLine}})
 			if got, want := readFile(t, path), tt.want+line(key, "bob")+"\n"; got != want {
 				t.Errorf("file is\n%q\nwant\n%q", got, want)
 			}
@@ -85,8 +85,8 @@ func TestAdd(t *testing.T) {
 	}
 }
 
-// assertNoTempFiles checks that dir holds only allowed keys files and their
-// lock files.
+// assertNoTempFiles checks that dir holds no temporary file and no lock
+// file: nothing but what the edits meant to write.
 func assertNoTempFiles(t *testing.T, dir string) {
 	t.Helper()
 	ents, err := os.ReadDir(dir)
@@ -94,8 +94,8 @@ func assertNoTempFiles(t *testing.T, dir string) {
 		t.Fatal(err)
 	}
 	for _, ent := range ents {
-		if strings.HasPrefix(ent.Name(), ".") {
-			t.Errorf("temporary file %s left behind", ent.Name())
+		if strings.HasPrefix(ent.Name(), ".") || strings.HasSuffix(ent.Name(), ".lock") {
+			t.Errorf("%s left behind", ent.Name())
 		}
 	}
 }
@@ -103,7 +103,7 @@ func assertNoTempFiles(t *testing.T, dir string) {
 func TestAddCreatesDirectory(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "etc", "sshchat")
 	path := filepath.Join(dir, "allowed_keys")
-	if _, err := Add(path, "alice", ed25519Key(t)); err != nil {
+	if _, err := Add(path, Entry{Name: "alice", Key: ed25519Key(t)}); err != nil {
 		t.Fatal(err)
 	}
 	for _, d := range []string{dir, filepath.Dir(dir)} {
@@ -122,26 +122,30 @@ func TestAddRefuses(t *testing.T) {
 	tests := []struct {
 		name     string
 		existing string
-		user     string
-		key      ssh.PublicKey
+		entry    Entry
 		wantIs   error
 		want     string
 	}{
-		{"invalid name", valid, "bad name", ed25519Key(t), nil, `allowed_keys: names may not contain spaces: "bad name"`},
-		{"taken name", valid, "alice", ed25519Key(t), ErrDuplicateName, `allowed_keys: duplicate name: "alice" already has a key on line 2`},
-		{"taken name in other case", valid, "ALICE", ed25519Key(t), ErrDuplicateName, `duplicate name: "ALICE" is taken by "alice" on line 2 (names are case-insensitive)`},
-		{"key of another user", valid, "bob", aliceKey, ErrDuplicateKey, `allowed_keys: duplicate key: key already belongs to "alice" on line 2`},
-		{"small rsa key", valid, "bob", rsa1024Key(t), nil, "at least 2048"},
-		{"certificate", valid, "bob", certKey(t), nil, "certificates are not supported"},
-		{"invalid file", lines("ssh-foo AAAA x"), "bob", ed25519Key(t), nil, "refusing to edit a file with errors:\n"},
+		{"invalid name", valid, Entry{Name: "bad name", Key: ed25519Key(t)}, nil, `allowed_keys: names may not contain spaces: "bad name"`},
+		{"taken name in other case", valid, Entry{Name: "ALICE", Key: ed25519Key(t)}, ErrDuplicateName, `duplicate name: "ALICE" is taken by "alice" on line 2 (names are case-insensitive); to add a key for that user, spell it "alice"`},
+		{"key of another user", valid, Entry{Name: "bob", Key: aliceKey}, ErrDuplicateKey, `allowed_keys: duplicate key: key already belongs to "alice" on line 2`},
+		{"key of the same user", valid, Entry{Name: "alice", Label: "again", Key: aliceKey}, ErrDuplicateKey, `allowed_keys: duplicate key: same key already listed for "alice" on line 2`},
+		{"small rsa key", valid, Entry{Name: "bob", Key: rsa1024Key(t)}, nil, "at least 2048"},
+		{"certificate", valid, Entry{Name: "bob", Key: certKey(t)}, nil, "certificates are not supported"},
+		{"control character in label", valid, Entry{Name: "bob", Label: "lap\x1b[2Jtop", Key: ed25519Key(t)}, nil, `label "lap\x1b[2Jtop" contains the control or format character U+001B`},
+		{
+			"invalid file", lines("ssh-foo AAAA x", line(aliceKey, "alice")), Entry{Name: "bob", Key: ed25519Key(t)}, ErrInvalidFile,
+			"allowed_keys: refusing to edit: the file has errors, so a running server does not load it either; fix or delete these lines with a text editor, then run the command again:\n" +
+				"PATH:1: unknown key type \"ssh-foo\"",
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "allowed_keys")
 			writeFile(t, path, tt.existing, 0o600)
-			_, err := Add(path, tt.user, tt.key)
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Errorf("Add error = %v, want it to contain %q", err, tt.want)
+			_, err := Add(path, tt.entry)
+			if want := strings.ReplaceAll(tt.want, "PATH", path); err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("Add error = %v, want it to contain %q", err, want)
 			}
 			if tt.wantIs != nil && !errors.Is(err, tt.wantIs) {
 				t.Errorf("errors.Is(%v, %v) = false", err, tt.wantIs)
@@ -153,6 +157,39 @@ func TestAddRefuses(t *testing.T) {
 	}
 }
 
+// A user may have several keys, each with its own label; the name must be
+// spelled as on the user's other lines.
+func TestAddFurtherKey(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "allowed_keys")
+	laptop, desktop, bob := ed25519Key(t), ecdsaKey(t, elliptic.P256()), ed25519Key(t)
+	steps := []Entry{
+		{Name: "alice", Label: "laptop", Key: laptop},
+		{Name: "bob", Key: bob},
+		{Name: "alice", Label: "alice@desktop  home", Key: desktop},
+	}
+	for i, e := range steps {
+		got, err := Add(path, e)
+		if err != nil {
+			t.Fatalf("Add %d: %v", i, err)
+		}
+		e.Line = i + 2 // after the header
+		assertEntries(t, []Entry{got}, []Entry{e})
+	}
+	want := newFileHeader + lines(line(laptop, "alice laptop"), line(bob, "bob"), line(desktop, "alice alice@desktop  home"))
+	if got := readFile(t, path); got != want {
+		t.Errorf("file is\n%s\nwant\n%s", got, want)
+	}
+	s, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertEntries(t, s.Entries(), []Entry{
+		{Name: "alice", Label: "laptop", Key: laptop, Line: 2},
+		{Name: "bob", Key: bob, Line: 3},
+		{Name: "alice", Label: "alice@desktop  home", Key: desktop, Line: 4},
+	})
+}
+
 func TestAddFollowsSymlink(t *testing.T) {
 	dir := t.TempDir()
 	real := filepath.Join(dir, "real")
@@ -162,7 +199,7 @@ func TestAddFollowsSymlink(t *testing.T) {
 		t.Fatal(err)
 	}
 	key := ed25519Key(t)
-	if _, err := Add(link, "alice", key); err != nil {
+	if _, err := Add(link, Entry{Name: "alice", Key: key}); err != nil {
 		t.Fatal(err)
 	}
 	if fi, err := os.Lstat(link); err != nil || fi.Mode()&fs.ModeSymlink == 0 {
@@ -183,7 +220,7 @@ func TestAddKeepsOwner(t *testing.T) {
 	if err := os.Chown(path, uid, gid); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Add(path, "alice", ed25519Key(t)); err != nil {
+	if _, err := Add(path, Entry{Name: "alice", Key: ed25519Key(t)}); err != nil {
 		t.Fatal(err)
 	}
 	fi, err := os.Stat(path)
@@ -206,7 +243,7 @@ func TestAddConcurrently(t *testing.T) {
 	errs := make(chan error, n)
 	for i, key := range keys {
 		wg.Go(func() {
-			if _, err := Add(path, fmt.Sprintf("user%d", i), key); err != nil {
+			if _, err := Add(path, Entry{Name: fmt.Sprintf("user%d", i), Key: key}); err != nil {
 				errs <- err
 			}
 		})
@@ -232,7 +269,7 @@ func TestAddConcurrently(t *testing.T) {
 }
 
 func TestRemove(t *testing.T) {
-	a1, a2, b := line(ed25519Key(t), "alice"), line(ed25519Key(t), "alice"), line(ed25519Key(t), "bob")
+	a1, a2, b := line(ed25519Key(t), "alice laptop"), line(ed25519Key(t), "alice"), line(ed25519Key(t), "bob")
 	tests := []struct {
 		name     string
 		existing string
@@ -249,7 +286,7 @@ func TestRemove(t *testing.T) {
 			nil, []int{2, 5},
 		},
 		{"last user", a1 + "\n", "alice", "", nil, []int{1}},
-		{"invalid file", lines("garbage", b, a1), "bob", lines("garbage", a1), nil, []int{2}},
+		{"invalid file", lines("garbage", b, a1), "bob", lines("garbage", b, a1), ErrInvalidFile, nil},
 		{"no such user", lines(a1, b), "carol", lines(a1, b), ErrNoSuchUser, nil},
 		{"commented out", lines("# "+b, a1), "bob", lines("# "+b, a1), ErrNoSuchUser, nil},
 	}
@@ -281,6 +318,103 @@ func TestRemove(t *testing.T) {
 	}
 }
 
+func TestRemoveFingerprint(t *testing.T) {
+	laptop, desktop := ed25519Key(t), ed25519Key(t)
+	existing := lines("# team", line(laptop, "alice laptop"), line(desktop, "alice desktop"))
+	tests := []struct {
+		name        string
+		existing    string
+		fingerprint string
+		want        string
+		wantErr     error
+		wantLine    int
+	}{
+		{"one of two keys", existing, ssh.FingerprintSHA256(desktop), lines("# team", line(laptop, "alice laptop")), nil, 3},
+		{"unknown fingerprint", existing, ssh.FingerprintSHA256(ed25519Key(t)), existing, ErrNoSuchKey, 0},
+		{"not a fingerprint", existing, "SHA256:nope", existing, ErrNoSuchKey, 0},
+		{"invalid file", "x\n" + existing, ssh.FingerprintSHA256(desktop), "x\n" + existing, ErrInvalidFile, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "allowed_keys")
+			writeFile(t, path, tt.existing, 0o600)
+			e, err := RemoveFingerprint(path, tt.fingerprint)
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("RemoveFingerprint error = %v, want %v", err, tt.wantErr)
+			}
+			if e.Line != tt.wantLine || (tt.wantErr == nil && (e.Name != "alice" || e.Label != "desktop")) {
+				t.Errorf("removed %+v, want alice's desktop key from line %d", e, tt.wantLine)
+			}
+			if got := readFile(t, path); got != tt.want {
+				t.Errorf("file is\n%q\nwant\n%q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestRename(t *testing.T) {
+	k1, k2, k3 := ed25519Key(t), ed25519Key(t), ed25519Key(t)
+	existing := "# team\r\n" + line(k1, "alice laptop") + "\r\n" + line(k2, "bob") + "\n" + line(k3, "alice  big desktop")
+	tests := []struct {
+		name     string
+		existing string
+		old, new string
+		want     string // the file afterwards
+		wantErr  string
+		wantIs   error
+		renamed  []int
+	}{
+		{
+			"every line, labels and line endings kept", existing, "ALICE", "carol",
+			"# team\r\n" + line(k1, "carol laptop") + "\r\n" + line(k2, "bob") + "\n" + line(k3, "carol big desktop"),
+			"", nil, []int{2, 4},
+		},
+		{
+			"case only", existing, "bob", "Bob",
+			"# team\r\n" + line(k1, "alice laptop") + "\r\n" + line(k2, "Bob") + "\n" + line(k3, "alice  big desktop"),
+			"", nil, []int{3},
+		},
+		{"name of another user", existing, "bob", "Alice", existing, `duplicate name: "Alice" is taken by "alice" on line 2`, ErrDuplicateName, nil},
+		{"no such user", existing, "carol", "dave", existing, `no such user: "carol"`, ErrNoSuchUser, nil},
+		{"invalid new name", existing, "bob", "bob@home", existing, `name "bob@home" contains '@'`, nil, nil},
+		{"invalid file", "ssh-foo AAAA bob\n" + existing, "bob", "robert", "ssh-foo AAAA bob\n" + existing, `:1: unknown key type "ssh-foo"`, ErrInvalidFile, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "allowed_keys")
+			writeFile(t, path, tt.existing, 0o600)
+			renamed, err := Rename(path, tt.old, tt.new)
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Fatalf("Rename error = %v", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Errorf("Rename error = %v, want it to contain %q", err, tt.wantErr)
+			}
+			if tt.wantIs != nil && !errors.Is(err, tt.wantIs) {
+				t.Errorf("errors.Is(%v, %v) = false", err, tt.wantIs)
+			}
+			var got []int
+			for _, e := range renamed {
+				if e.Name != tt.new {
+					t.Errorf("renamed entry has name %q, want %q", e.Name, tt.new)
+				}
+				got = append(got, e.Line)
+			}
+			if !slices.Equal(got, tt.renamed) {
+				t.Errorf("renamed lines %v, want %v", got, tt.renamed)
+			}
+			if got := readFile(t, path); got != tt.want {
+				t.Errorf("file is\n%q\nwant\n%q", got, tt.want)
+			}
+			if tt.wantErr == "" {
+				if _, err := Load(path); err != nil {
+					t.Errorf("renamed file does not load: %v", err)
+				}
+			}
+		})
+	}
+}
+
 func TestRemoveMissingFile(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "missing")
 	_, err := Remove(filepath.Join(dir, "allowed_keys"), "alice")
@@ -305,7 +439,7 @@ func TestSeed(t *testing.T) {
 		pub("id_dsa.pub", dssLine("me@laptop")+"\n"),
 		filepath.Join(dir, "id_missing.pub"),
 		pub("copy.pub", line(ed, "copy")+"\n"),
-		pub("id_ecdsa.pub", line(p256, "me@laptop")+"\n"),
+		pub("id_ecdsa.pub", line(p256, "me@desktop")+"\n"),
 	}
 	path := filepath.Join(dir, "keys", "allowed_keys")
 
@@ -315,8 +449,8 @@ func TestSeed(t *testing.T) {
 			t.Errorf("Seed error = %v, want it to mention %q", err, want)
 		}
 	}
-	assertEntries(t, entries, []Entry{{"me", ed, 2}, {"me", p256, 3}})
-	want := newFileHeader + line(ed, "me") + "\n" + line(p256, "me") + "\n"
+	assertEntries(t, entries, []Entry{{Name: "me", Label: "me@laptop", Key: ed, Line: 2}, {Name: "me", Label: "me@desktop", Key: p256, Line: 3}})
+	want := newFileHeader + line(ed, "me me@laptop") + "\n" + line(p256, "me me@desktop") + "\n"
 	if got := readFile(t, path); got != want {
 		t.Errorf("file is\n%q\nwant\n%q", got, want)
 	}

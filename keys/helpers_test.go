@@ -131,8 +131,8 @@ func dssLine(name string) string {
 	blob := ssh.Marshal(struct {
 		Type       string
 		P, Q, G, Y *big.Int
-	}{ssh.InsecureKeyAlgoDSA, one, one, one, one})
-	return ssh.InsecureKeyAlgoDSA + " " + b64(blob) + " " + name
+	}{keyAlgoDSA, one, one, one, one})
+	return keyAlgoDSA + " " + b64(blob) + " " + name
 }
 
 // line formats key as an allowed keys line with the given comment.

@@ -1,14 +1,16 @@
-// Package keys reads, validates, watches and edits the allowed keys file: the
-// list of SSH public keys that may log in, each naming its user. It knows
-// nothing about chat or about serving SSH; the server asks a [Store] who a
-// key belongs to.
+// Package keys reads, validates, watches and edits the access files: the
+// allowed keys file, the list of SSH public keys that may log in, each
+// naming its user; and the operators file, the names of the users who may
+// moderate. It knows nothing about chat or about serving SSH; the server
+// asks a [Store] who a key belongs to and an [OpStore] who is an operator.
 //
-// The file uses the OpenSSH authorized_keys format, restricted to what
-// sshchat implements:
+// The allowed keys file uses the OpenSSH authorized_keys format, restricted
+// to what sshchat implements:
 //
-//   - One key per line: "keytype base64 name". Blank lines and lines whose
-//     first non-blank character is '#' are ignored. LF and CRLF line endings
-//     are both accepted. A line may be at most [MaxLineLen] bytes long.
+//   - One key per line: "keytype base64 name [label]". Blank lines and
+//     lines whose first non-blank character is '#' are ignored. LF and CRLF
+//     line endings are both accepted. A line may be at most [MaxLineLen]
+//     bytes long.
 //   - Accepted key types are ssh-ed25519, ecdsa-sha2-nistp256,
 //     ecdsa-sha2-nistp384, ecdsa-sha2-nistp521, ssh-rsa of at least 2048
 //     bits, sk-ssh-ed25519@openssh.com and sk-ecdsa-sha2-nistp256@openssh.com.
@@ -16,22 +18,32 @@
 //   - Options before the key type (from="...", command="...", no-pty, ...)
 //     are rejected: sshchat does not implement them, and silently ignoring a
 //     restriction such as from= would grant more access than the file says.
-//   - The key's comment is the user name and is required: 1 to 32
-//     characters from A-Z, a-z, 0-9, '_', '.' and '-', starting with a
-//     letter or a digit (see [ValidName]). So a comment such as
-//     "alice@laptop home" is an error.
+//   - The key's comment is required. Its first word is the user name: 1 to
+//     32 characters from A-Z, a-z, 0-9, '_', '.' and '-', starting with a
+//     letter or a digit (see [CheckName]). Anything after it is a free label
+//     that tells the user's keys apart, such as "laptop" or the comment of
+//     the .pub file the key came from. So "alice laptop" is alice's key
+//     labelled laptop, while a line pasted from a .pub file with the
+//     comment "alice@laptop" is an error, whose message shows the line to
+//     write instead.
 //   - A user may have several keys, one per line, all under the same name.
 //     Names are compared case-insensitively, and a name must be spelled the
 //     same way on every line: "Alice" and "alice" in one file is an error.
 //   - A key may appear only once: the same key twice, under one name or
 //     two, is an error.
 //
-// Every bad line is reported as a [*LineError]; [Parse] reports all of them,
-// not just the first.
+// The operators file (see [ParseOps]) lists one user name per line.
 //
-// [Add], [Remove] and [Seed] edit the file atomically and under a lock,
-// leaving every other line as it was, byte for byte. A [Store] holds the
-// file's current [Set] and reloads it when the file changes.
+// Every bad line is reported as a [*LineError]; [Parse] and [ParseOps]
+// report all of them, not just the first.
+//
+// [Add], [Remove], [RemoveFingerprint], [Rename], [Seed], [WriteFile],
+// [AddOp], [RemoveOp] and [RenameOp] edit the files atomically and under a
+// lock, leaving every other line as it was, byte for byte, and refuse to
+// edit a file that has errors. The lock is an flock(2) on the file's
+// directory, not on a lock file, so no lock file is left behind. A [Store]
+// and an [OpStore] hold their file's current content and reload it when the
+// file changes, following symbolic links.
 package keys
 
 import (
@@ -49,9 +61,10 @@ import (
 
 // Entry is one allowed key.
 type Entry struct {
-	Name string        // user name: the key's comment, as written
-	Key  ssh.PublicKey // the public key
-	Line int           // 1-based line in the file
+	Name  string        // user name: the comment's first word, as written
+	Label string        // the rest of the comment, which tells a user's keys apart; may be empty
+	Key   ssh.PublicKey // the public key
+	Line  int           // 1-based line in the file
 }
 
 // Set is an immutable, validated set of allowed keys.
@@ -69,6 +82,12 @@ func newSet() *Set {
 func (s *Set) Lookup(key ssh.PublicKey) (name string, ok bool) {
 	e, ok := s.entryFor(key)
 	return e.Name, ok
+}
+
+// HasUser reports whether name (compared case-insensitively) has a key.
+func (s *Set) HasUser(name string) bool {
+	_, ok := s.user(name)
+	return ok
 }
 
 // Entries returns the allowed keys in file order.
@@ -113,8 +132,9 @@ func (s *Set) add(e Entry) error {
 	return nil
 }
 
-// sameKeys reports whether s and t let the same keys in under the same names.
-func (s *Set) sameKeys(t *Set) bool {
+// sameAccess reports whether s and t let the same keys in under the same
+// names. Labels do not matter: they grant nothing.
+func (s *Set) sameAccess(t *Set) bool {
 	if s.Len() != t.Len() {
 		return false
 	}
@@ -127,15 +147,24 @@ func (s *Set) sameKeys(t *Set) bool {
 }
 
 var (
-	// ErrDuplicateName means a user name is already taken.
+	// ErrDuplicateName means a user name is already taken, or already
+	// listed.
 	ErrDuplicateName = errors.New("duplicate name")
 	// ErrDuplicateKey means a key is already allowed.
 	ErrDuplicateKey = errors.New("duplicate key")
-	// ErrNoSuchUser means no key in the file has the given name.
+	// ErrNoSuchUser means no line of the file has the given name.
 	ErrNoSuchUser = errors.New("no such user")
+	// ErrNoSuchKey means no key in the file has the given fingerprint.
+	ErrNoSuchKey = errors.New("no such key")
+	// ErrPrivateKey means a private key was given where a public key
+	// belongs.
+	ErrPrivateKey = errors.New("this is a private key, which must never leave its owner's machine; give the public key (the .pub file) instead")
+	// ErrInvalidFile means an edit was refused because the file it would
+	// change has invalid lines; the error also joins their [*LineError]s.
+	ErrInvalidFile = errors.New("file has errors")
 )
 
-// LineError describes why one line of an allowed keys file is invalid.
+// LineError describes why one line of an access file is invalid.
 type LineError struct {
 	Path string // file name, if known
 	Line int    // 1-based line number
@@ -177,15 +206,13 @@ func parse(path string, data []byte) (*Set, error) {
 	s := newSet()
 	var errs []error
 	for n, line := range numberedLines(data) {
-		key, name, skip, err := parseLine(line)
+		e, skip, err := parseEntry(line)
 		if skip {
 			continue
 		}
 		if err == nil {
-			err = ValidName(name)
-		}
-		if err == nil {
-			err = s.add(Entry{Name: name, Key: key, Line: n})
+			e.Line = n
+			err = s.add(e)
 		}
 		if err != nil {
 			errs = append(errs, &LineError{Path: path, Line: n, Err: err})

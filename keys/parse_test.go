@@ -31,34 +31,43 @@ func TestParse(t *testing.T) {
 		{
 			"comments and blank lines",
 			lines("# team", "", line(ed, "alice"), "   ", "\t# laptop", line(p256, "bob")),
-			[]Entry{{"alice", ed, 3}, {"bob", p256, 6}},
+			[]Entry{{Name: "alice", Key: ed, Line: 3}, {Name: "bob", Key: p256, Line: 6}},
 		},
 		{
 			"CRLF line endings",
 			"# team\r\n" + line(ed, "alice") + "\r\n\r\n" + line(p256, "bob") + "\r\n",
-			[]Entry{{"alice", ed, 2}, {"bob", p256, 4}},
+			[]Entry{{Name: "alice", Key: ed, Line: 2}, {Name: "bob", Key: p256, Line: 4}},
 		},
-		{"no final newline", line(ed, "alice"), []Entry{{"alice", ed, 1}}},
-		{"tabs and surrounding blanks", "  " + tabbed + " \t\n", []Entry{{"alice", ed, 1}}},
+		{"no final newline", line(ed, "alice"), []Entry{{Name: "alice", Key: ed, Line: 1}}},
+		{"tabs and surrounding blanks", "  " + tabbed + " \t\n", []Entry{{Name: "alice", Key: ed, Line: 1}}},
 		{
 			"several keys for one user",
 			lines(line(ed, "alice"), line(rsa, "bob"), line(ed2, "alice")),
-			[]Entry{{"alice", ed, 1}, {"bob", rsa, 2}, {"alice", ed2, 3}},
+			[]Entry{{Name: "alice", Key: ed, Line: 1}, {Name: "bob", Key: rsa, Line: 2}, {Name: "alice", Key: ed2, Line: 3}},
 		},
 		{
 			"every accepted key type",
 			lines(line(ed, "a"), line(p256, "b"), line(p384, "c"), line(p521, "d"), line(rsa, "e"), line(skEd, "f"), line(skEC, "g")),
-			[]Entry{{"a", ed, 1}, {"b", p256, 2}, {"c", p384, 3}, {"d", p521, 4}, {"e", rsa, 5}, {"f", skEd, 6}, {"g", skEC, 7}},
+			[]Entry{{Name: "a", Key: ed, Line: 1}, {Name: "b", Key: p256, Line: 2}, {Name: "c", Key: p384, Line: 3}, {Name: "d", Key: p521, Line: 4}, {Name: "e", Key: rsa, Line: 5}, {Name: "f", Key: skEd, Line: 6}, {Name: "g", Key: skEC, Line: 7}},
 		},
 		{
 			"name characters",
 			lines(line(ed, "Alice_B.c-9"), line(ed2, "7up")),
-			[]Entry{{"Alice_B.c-9", ed, 1}, {"7up", ed2, 2}},
+			[]Entry{{Name: "Alice_B.c-9", Key: ed, Line: 1}, {Name: "7up", Key: ed2, Line: 2}},
+		},
+		{
+			"labels",
+			lines(line(ed, "alice laptop"), line(ed2, "alice\talice@desktop  at home "), line(p256, "bob zoë's 💻")),
+			[]Entry{
+				{Name: "alice", Label: "laptop", Key: ed, Line: 1},
+				{Name: "alice", Label: "alice@desktop  at home", Key: ed2, Line: 2},
+				{Name: "bob", Label: "zoë's 💻", Key: p256, Line: 3},
+			},
 		},
 		{
 			"longest line and name",
 			line(rsa, strings.Repeat("n", maxNameLen)) + strings.Repeat(" ", MaxLineLen-len(line(rsa, strings.Repeat("n", maxNameLen)))),
-			[]Entry{{strings.Repeat("n", maxNameLen), rsa, 1}},
+			[]Entry{{Name: strings.Repeat("n", maxNameLen), Key: rsa, Line: 1}},
 		},
 	}
 	for _, tt := range tests {
@@ -90,9 +99,9 @@ func assertEntries(t *testing.T, got, want []Entry) {
 	}
 	for i := range want {
 		g, w := got[i], want[i]
-		if g.Name != w.Name || g.Line != w.Line || !bytes.Equal(g.Key.Marshal(), w.Key.Marshal()) {
-			t.Errorf("entry %d = {%q, %s, line %d}, want {%q, %s, line %d}",
-				i, g.Name, Fingerprint(g.Key), g.Line, w.Name, Fingerprint(w.Key), w.Line)
+		if g.Name != w.Name || g.Label != w.Label || g.Line != w.Line || !bytes.Equal(g.Key.Marshal(), w.Key.Marshal()) {
+			t.Errorf("entry %d = {%q, %q, %s, line %d}, want {%q, %q, %s, line %d}",
+				i, g.Name, g.Label, ssh.FingerprintSHA256(g.Key), g.Line, w.Name, w.Label, ssh.FingerprintSHA256(w.Key), w.Line)
 		}
 	}
 }
@@ -123,8 +132,19 @@ func TestParseErrors(t *testing.T) {
 		{"several options", `no-pty,command="echo hi there" ` + alice, 1, `options are not supported: no-pty,command="echo hi there"`},
 		{"option before bad key", "restrict ssh-ed25519 AAAA!!! alice", 1, "options are not supported: restrict"},
 		{"missing name", line(ed, ""), 1, "missing name: the key's comment is the user name"},
-		{"name with space", line(ed, "alice@laptop home"), 1, `names may not contain spaces: "alice@laptop home"`},
-		{"bad name character", line(ed, "alice@laptop"), 1, `name "alice@laptop" contains '@'`},
+		{
+			"pasted from a .pub file", line(ed, "alice@laptop"), 1,
+			`name "alice@laptop" contains '@'; only letters, digits, '_', '.' and '-' are allowed; the comment's first word is the user name, so write this line instead: ` + line(ed, "alice alice@laptop"),
+		},
+		{
+			"pasted from a .pub file, with more", line(ed, "alice@laptop  home"), 1,
+			"so write this line instead: " + line(ed, "alice alice@laptop  home"),
+		},
+		{"bad name character", line(ed, "alice/laptop"), 1, `name "alice/laptop" contains '/'`},
+		{"control character in label", line(ed, "alice lap\x1btop"), 1, `label "lap\x1btop" contains the control or format character U+001B`},
+		{"bidi override in label", line(ed, "alice \u202egoogle"), 1, "contains the control or format character U+202E"},
+		{"invalid UTF-8 in label", line(ed, "alice \xff"), 1, `label "\xff" is not valid UTF-8`},
+		{"private key", "-----BEGIN OPENSSH PRIVATE KEY-----", 1, "this is a private key"},
 		{"non-ASCII name", line(ed, "ålice"), 1, `name "ålice" must start with a letter or a digit`},
 		{"bad first character", line(ed, "_alice"), 1, `name "_alice" must start with a letter or a digit`},
 		{"name too long", line(ed, longName), 1, "name is 33 bytes long; at most 32 are allowed"},
@@ -173,6 +193,17 @@ func lineErrors(t testing.TB, err error) []*LineError {
 	return les
 }
 
+// The fixed line is offered only where the user name is plain to see.
+func TestParseOffersNoFixWithoutUser(t *testing.T) {
+	ed := ed25519Key(t)
+	for _, comment := range []string{"@laptop", "_x@laptop", "alice@laptop\x00"} {
+		_, err := Parse([]byte(line(ed, comment)))
+		if err == nil || strings.Contains(err.Error(), "instead") {
+			t.Errorf("Parse(comment %q) error = %v, want one with no fixed line", comment, err)
+		}
+	}
+}
+
 func TestParseReportsEveryBadLine(t *testing.T) {
 	ed := ed25519Key(t)
 	data := lines(
@@ -180,7 +211,7 @@ func TestParseReportsEveryBadLine(t *testing.T) {
 		"ssh-foo AAAA x",
 		line(ed25519Key(t), "bob"),
 		line(ed, "carol"),
-		line(ed25519Key(t), "bad name"),
+		line(ed25519Key(t), "bad/name"),
 	)
 	_, err := Parse([]byte(data))
 	errs := lineErrors(t, err)
@@ -241,25 +272,34 @@ func writeFile(t testing.TB, path, data string, perm os.FileMode) {
 func TestParseKey(t *testing.T) {
 	ed := ed25519Key(t)
 	tests := []struct {
-		name    string
-		data    string
-		wantErr string
+		name        string
+		data        string
+		wantComment string
+		wantErr     string
 	}{
-		{"public key file", line(ed, "alice@laptop home") + "\n", ""},
-		{"comments first", lines("# mine", "", line(ed, "")), ""},
-		{"first key wins", lines(line(ed, "x"), "garbage"), ""},
-		{"empty", "", "no public key found"},
-		{"only comments", lines("# nothing"), "no public key found"},
-		{"dss", dssLine("alice"), "ssh-dss (DSA) keys are not supported"},
-		{"options", "no-pty " + line(ed, "x"), "options are not supported"},
-		{"private key", "-----BEGIN OPENSSH PRIVATE KEY-----\n", "unknown key type"},
+		{"public key file", line(ed, "alice@laptop home") + "\n", "alice@laptop home", ""},
+		{"no comment", line(ed, ""), "", ""},
+		{"comments first", lines("# mine", "", line(ed, "x")), "x", ""},
+		{"first key wins", lines(line(ed, "x"), "garbage"), "x", ""},
+		{"empty", "", "", "no public key found"},
+		{"only comments", lines("# nothing"), "", "no public key found"},
+		{"dss", dssLine("alice"), "", "ssh-dss (DSA) keys are not supported"},
+		{"options", "no-pty " + line(ed, "x"), "", "options are not supported"},
+		{"OpenSSH private key", "-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbn\n", "", ErrPrivateKey.Error()},
+		{"PEM RSA private key", "\n-----BEGIN RSA PRIVATE KEY-----\r\nMIIE\n", "", ErrPrivateKey.Error()},
+		{"PKCS#8 private key", "-----BEGIN PRIVATE KEY-----\n", "", ErrPrivateKey.Error()},
+		{"PuTTY private key", "PuTTY-User-Key-File-3: ssh-ed25519\n", "", ErrPrivateKey.Error()},
+		{"PEM public key", "-----BEGIN PUBLIC KEY-----\n", "", `unknown key type "-----BEGIN"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			key, err := ParseKey([]byte(tt.data))
+			key, comment, err := ParseKey([]byte(tt.data))
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("ParseKey error = %v, want it to contain %q", err, tt.wantErr)
+				}
+				if strings.Contains(tt.name, "private") && !errors.Is(err, ErrPrivateKey) {
+					t.Errorf("errors.Is(%v, ErrPrivateKey) = false", err)
 				}
 				return
 			}
@@ -267,13 +307,16 @@ func TestParseKey(t *testing.T) {
 				t.Fatal(err)
 			}
 			if !bytes.Equal(key.Marshal(), ed.Marshal()) {
-				t.Errorf("ParseKey returned %s, want %s", Fingerprint(key), Fingerprint(ed))
+				t.Errorf("ParseKey returned %s, want %s", ssh.FingerprintSHA256(key), ssh.FingerprintSHA256(ed))
+			}
+			if comment != tt.wantComment {
+				t.Errorf("comment %q, want %q", comment, tt.wantComment)
 			}
 		})
 	}
 }
 
-func TestValidName(t *testing.T) {
+func TestCheckName(t *testing.T) {
 	tests := []struct {
 		name    string
 		wantErr string
@@ -295,15 +338,15 @@ func TestValidName(t *testing.T) {
 		{"nl\nx", `contains '\n'`},
 	}
 	for _, tt := range tests {
-		err := ValidName(tt.name)
+		err := CheckName(tt.name)
 		if tt.wantErr == "" {
 			if err != nil {
-				t.Errorf("ValidName(%q) = %v, want nil", tt.name, err)
+				t.Errorf("CheckName(%q) = %v, want nil", tt.name, err)
 			}
 			continue
 		}
 		if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-			t.Errorf("ValidName(%q) = %v, want an error containing %q", tt.name, err, tt.wantErr)
+			t.Errorf("CheckName(%q) = %v, want an error containing %q", tt.name, err, tt.wantErr)
 		}
 	}
 }
@@ -319,6 +362,8 @@ func FuzzParse(f *testing.F) {
 		f.Add(append([]byte(`from="x" `), l...))
 		f.Add(bytes.ReplaceAll(l, []byte(" "), []byte("\t")))
 		f.Add(bytes.ToUpper(l))
+		f.Add(append(bytes.TrimSuffix(l, []byte("\n")), " \tlaptop  at home \r\n"...))
+		f.Add(bytes.Replace(l, []byte(" alice"), []byte(" alice@laptop"), 1))
 	}
 	f.Add([]byte(""))
 	f.Add([]byte("# comment\r\n\r\n"))
@@ -337,7 +382,7 @@ func FuzzParse(f *testing.F) {
 		}
 		var out strings.Builder
 		for _, e := range s.Entries() {
-			out.WriteString(line(e.Key, e.Name) + "\n")
+			out.WriteString(formatEntry(e) + "\n")
 			if name, ok := s.Lookup(e.Key); !ok || name != e.Name {
 				t.Fatalf("Lookup(key of line %d) = %q, %v; want %q", e.Line, name, ok, e.Name)
 			}
