@@ -2,6 +2,7 @@
 //
 //	sshchat [serve] [flags]   run the server (the default)
 //	sshchat keys ...          manage the allowed keys file
+//	sshchat ops ...           manage the operators file
 //	sshchat help              describe the commands
 package main
 
@@ -35,9 +36,12 @@ const usage = `sshchat: a chat server for plain ssh clients.
 
 Usage:
   sshchat [serve] [flags]             run the server (see sshchat serve -h)
-  sshchat keys add NAME [FILE|-]      allow a public key under NAME
-  sshchat keys list                   list allowed keys with fingerprints
-  sshchat keys remove NAME            remove NAME's keys
+  sshchat keys add NAME [FILE|-]      allow a (further) public key under NAME
+  sshchat keys list                   list allowed keys with fingerprints and labels
+  sshchat keys remove NAME|SHA256:FP  remove NAME's keys, or one key
+  sshchat keys rename OLD NEW         rename a user everywhere
+  sshchat ops add|remove NAME         make NAME an operator, or no more
+  sshchat ops list                    list operators
   sshchat help                        this text
 
 Users connect with: ssh -p 2222 HOST
@@ -48,6 +52,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(s
 		switch args[0] {
 		case "keys":
 			return runKeys(args[1:], stdin, stdout, stderr, getenv)
+		case "ops":
+			return runOps(args[1:], stdin, stdout, stderr, getenv)
 		case "help", "-h", "-help", "--help":
 			fmt.Fprint(stdout, usage)
 			return 0
@@ -105,7 +111,6 @@ func serve(args []string, stderr io.Writer, getenv func(string) string) int {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	slog.SetDefault(log) // package keys logs reloads through the default logger
 	cfg.Logger = log
 	if *pprofAddr != "" {
 		go func() { log.Error("pprof server stopped", "err", http.ListenAndServe(*pprofAddr, nil)) }()
@@ -127,7 +132,7 @@ func serveUntilSignal(addr, keysPath, hostKeyPath string, shutdownGrace time.Dur
 	}
 
 	seedAllowedKeys(keysPath, log, getenv)
-	store := keys.NewStore(keysPath)
+	store := keys.NewStore(keysPath, log)
 	if err := store.Reload(); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("allowed keys: %w", err)
 	}
@@ -145,25 +150,25 @@ func serveUntilSignal(addr, keysPath, hostKeyPath string, shutdownGrace time.Dur
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	go func() {
-		err := store.Watch(ctx, func(_, _ *keys.Set) { server.Revalidate() })
-		if err != nil {
-			log.Error("not watching allowed keys; send SIGHUP to reload", "err", err)
-		}
-	}()
+	// SIGHUP asks for a reload, for the cases file watching cannot see.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	reloadKeys := make(chan struct{}, 1)
 	go func() {
-		for range hup {
-			if err := store.Reload(); err != nil {
-				log.Error("reload failed; keeping the previous allowed keys", "err", err)
-				continue
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				select {
+				case reloadKeys <- struct{}{}:
+				default: // a reload is already pending
+				}
 			}
-			log.Info("allowed keys reloaded on SIGHUP", "keys", store.Set().Len())
-			server.Revalidate()
 		}
 	}()
+	go store.Run(ctx, reloadKeys, server.Revalidate)
 
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -215,7 +220,7 @@ func userName(getenv func(string) string) string {
 			name = u.Username
 		}
 	}
-	if keys.ValidName(name) != nil {
+	if keys.CheckName(name) != nil {
 		return "me"
 	}
 	return name

@@ -307,7 +307,7 @@ func checkUserField(field, name string) error {
 	if name == "" {
 		return fmt.Errorf("%s: missing", field)
 	}
-	if err := ValidName(name); err != nil {
+	if err := CheckName(name); err != nil {
 		return fmt.Errorf("%s: %w", field, err)
 	}
 	return nil

@@ -18,10 +18,10 @@ import (
 func TestAllowedKeysFileHotReload(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "allowed_keys")
 	alice, bob := newSigner(t), newSigner(t)
-	if _, err := keys.Add(path, "alice", alice.PublicKey()); err != nil {
+	if _, err := keys.Add(path, keys.Entry{Name: "alice", Key: alice.PublicKey()}); err != nil {
 		t.Fatal(err)
 	}
-	store := keys.NewStore(path)
+	store := keys.NewStore(path, nil)
 	if err := store.Reload(); err != nil {
 		t.Fatal(err)
 	}
@@ -29,18 +29,17 @@ func TestAllowedKeysFileHotReload(t *testing.T) {
 
 	reloaded := make(chan struct{}, 16)
 	ctx, cancel := context.WithCancel(context.Background())
-	watching := make(chan error, 1)
+	watching := make(chan struct{})
 	go func() {
-		watching <- store.Watch(ctx, func(_, _ *keys.Set) {
+		defer close(watching)
+		store.Run(ctx, nil, func() {
 			ts.Revalidate()
 			reloaded <- struct{}{}
 		})
 	}()
 	t.Cleanup(func() {
 		cancel()
-		if err := <-watching; err != nil {
-			t.Errorf("Watch: %v", err)
-		}
+		<-watching
 	})
 	waitReload := func() {
 		t.Helper()
@@ -57,7 +56,7 @@ func TestAllowedKeysFileHotReload(t *testing.T) {
 		t.Fatal("bob logged in before being added")
 	}
 
-	if _, err := keys.Add(path, "bob", bob.PublicKey()); err != nil {
+	if _, err := keys.Add(path, keys.Entry{Name: "bob", Key: bob.PublicKey()}); err != nil {
 		t.Fatal(err)
 	}
 	waitReload()

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/sshchat-dev/sshchat/keys"
 )
 
 // The keys directory holds clients.keys, one hex-encoded ed25519 seed per
@@ -76,29 +78,16 @@ func ensureKeys(dir string, n int) (*keySet, error) {
 		}
 		ks.keys = append(ks.keys, clientKey{name: clientName(i), signer: signer})
 	}
-	allowed := allowedKeys(ks.keys)
-	old, err := os.ReadFile(ks.allowedPath)
-	if err != nil && !os.IsNotExist(err) {
+	entries := make([]keys.Entry, len(ks.keys))
+	for i, k := range ks.keys {
+		entries[i] = keys.Entry{Name: k.name, Key: k.signer.PublicKey()}
+	}
+	// The server watches the file: keys.WriteFile replaces it atomically,
+	// and only when it changes.
+	if ks.allowedChanged, err = keys.WriteFile(ks.allowedPath, entries); err != nil {
 		return nil, fmt.Errorf("keys: %w", err)
 	}
-	if !bytes.Equal(old, allowed) {
-		if err := writeAllowedKeys(ks.allowedPath, allowed); err != nil {
-			return nil, fmt.Errorf("keys: %w", err)
-		}
-		ks.allowedChanged = true
-	}
 	return ks, nil
-}
-
-// allowedKeys renders the allowed keys file for keys: one authorized_keys
-// line each, the comment naming the user.
-func allowedKeys(keys []clientKey) []byte {
-	var buf bytes.Buffer
-	for _, k := range keys {
-		buf.Write(bytes.TrimSuffix(ssh.MarshalAuthorizedKey(k.signer.PublicKey()), []byte("\n")))
-		buf.WriteString(" " + k.name + "\n")
-	}
-	return buf.Bytes()
 }
 
 // appendSeeds appends seeds to a clients.keys file, creating it. Seeds are
@@ -154,27 +143,4 @@ func readSeeds(path string) ([][]byte, error) {
 		seeds = append(seeds, seed)
 	}
 	return seeds, sc.Err()
-}
-
-// writeAllowedKeys replaces the allowed keys file at path with data. It
-// must be atomic: the server watches the file and must never read half of
-// it.
-func writeAllowedKeys(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name()) // fails harmlessly once renamed
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(0o644); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }
