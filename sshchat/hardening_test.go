@@ -35,7 +35,6 @@ func TestRefusedRequests(t *testing.T) {
 		name   string
 		refuse func(t *testing.T) error
 	}{
-		{"exec", func(t *testing.T) error { return session(t).Start("cat /etc/passwd") }},
 		{"subsystem sftp", func(t *testing.T) error { return session(t).RequestSubsystem("sftp") }},
 		{"env other than TERM, LANG, NO_COLOR", func(t *testing.T) error { return session(t).Setenv("LD_PRELOAD", "/tmp/x.so") }},
 		{"agent forwarding", func(t *testing.T) error { return sendRequest(session(t), "auth-agent-req@openssh.com", nil) }},
