@@ -154,8 +154,12 @@ func parseServeFlags(fs *flag.FlagSet, args []string, getenv func(string) string
 func checkNumbers(fs *flag.FlagSet) error {
 	var errs []error
 	fs.VisitAll(func(f *flag.Flag) {
+		g, ok := f.Value.(flag.Getter)
+		if !ok {
+			return
+		}
 		var x float64
-		switch v := f.Value.(flag.Getter).Get().(type) {
+		switch v := g.Get().(type) {
 		case int:
 			x = float64(v)
 		case float64:
@@ -302,15 +306,14 @@ func serve(ctx context.Context, o serveOptions, reload <-chan struct{}, log *slo
 
 	// Absolute, so that starting from another directory, which would
 	// create a new host key and so a new server identity, shows.
-	paths := []any{"host_key", o.hostKey, "allowed_keys", o.keys, "ops", o.ops, "data", o.data}
-	for i := 1; i < len(paths); i += 2 {
-		abs, err := filepath.Abs(paths[i].(string))
-		if err != nil {
-			return err
+	abs := func(path string) string {
+		if a, err := filepath.Abs(path); err == nil {
+			return a
 		}
-		paths[i] = abs
+		return path // no working directory: logged as given
 	}
-	log.Info("sshchat starting", append(readBuildVersion().logAttrs(), paths...)...)
+	log.Info("sshchat starting", append(readBuildVersion().logAttrs(),
+		"host_key", abs(o.hostKey), "allowed_keys", abs(o.keys), "ops", abs(o.ops), "data", abs(o.data))...)
 	if err := os.MkdirAll(o.data, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
