@@ -378,3 +378,22 @@ func expectLine(t *testing.T, lines <-chan string, want string) {
 		t.Fatalf("no line; want %q", want)
 	}
 }
+
+// skipTo skips lines up to want.
+func skipTo(t *testing.T, lines <-chan string, want string) {
+	t.Helper()
+	timeout := time.After(waitLimit)
+	for {
+		select {
+		case got, ok := <-lines:
+			if !ok {
+				t.Fatalf("session ended; want %q", want)
+			}
+			if got == want {
+				return
+			}
+		case <-timeout:
+			t.Fatalf("no line %q", want)
+		}
+	}
+}
