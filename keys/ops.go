@@ -149,6 +149,19 @@ func (st *OpStore) IsOp(name string) bool { return st.Ops().Has(name) }
 // Ops returns the current Ops.
 func (st *OpStore) Ops() *Ops { return st.current() }
 
+// SetOp makes name an operator, or no longer one, in the operators file,
+// and makes the change current at once.
+func (st *OpStore) SetOp(name string, op bool) error {
+	edit := RemoveOp
+	if op {
+		edit = AddOp
+	}
+	if err := edit(st.path, name); err != nil {
+		return err
+	}
+	return st.Reload()
+}
+
 // AddOp makes name an operator by appending it to the operators file at
 // path, creating the file (mode 0600, directory 0700) if it does not
 // exist. It refuses an invalid name, a name already listed

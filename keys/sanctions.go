@@ -8,11 +8,11 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
+	"maps"
 	"os"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
@@ -549,54 +549,42 @@ func RenameModeration(path, old, new string) (*Moderation, error) {
 }
 
 // ModerationStore holds the current content of a moderation file and
-// replaces it atomically on reload. It is safe for concurrent use.
+// replaces it atomically on reload; its Run method keeps it current as the
+// file changes, as a [Store]'s does. It is safe for concurrent use.
 type ModerationStore struct {
-	path string
-	// reloading is held from reading the file to storing what was read, so
-	// that a Reload that starts after an edit never ends up holding the
-	// content from before it.
-	reloading sync.Mutex
-	cur       atomic.Pointer[Moderation]
+	*live[Moderation]
 }
 
-// NewModerationStore returns a ModerationStore for the file at path. It
-// starts empty: call Reload to read the file.
-func NewModerationStore(path string) *ModerationStore {
-	st := &ModerationStore{path: path}
-	st.cur.Store(newModeration())
-	return st
+// NewModerationStore returns a ModerationStore for the file at path that
+// logs to log (nowhere if nil). It starts empty: call Reload to read the
+// file.
+func NewModerationStore(path string, log *slog.Logger) *ModerationStore {
+	return &ModerationStore{newLive(fileKind[Moderation]{
+		what:  "moderation",
+		unit:  "sanctions",
+		load:  LoadModeration,
+		same:  (*Moderation).sameSanctions,
+		count: func(m *Moderation) int { return len(m.Bans) + len(m.Mutes) },
+	}, path, log, newModeration())}
 }
-
-// Path returns the path of the moderation file.
-func (st *ModerationStore) Path() string { return st.path }
 
 // Current returns the content of the file as of the last successful
-// Reload. It must not be modified.
-func (st *ModerationStore) Current() *Moderation { return st.cur.Load() }
-
-// Reload reads the file again and makes it current. If the file is
-// invalid, it keeps the current content and returns why. Call it after
-// editing the file to see the edit at once.
-func (st *ModerationStore) Reload() error {
-	st.reloading.Lock()
-	defer st.reloading.Unlock()
-	m, err := LoadModeration(st.path)
-	if err != nil {
-		return err
-	}
-	st.cur.Store(m)
-	return nil
-}
+// reload or edit. It must not be modified.
+func (st *ModerationStore) Current() *Moderation { return st.current() }
 
 // Edit edits the file with [EditModeration] and makes the result current
 // at once, so that what the edit did holds from the moment it returns.
 func (st *ModerationStore) Edit(fn func(m *Moderation) error) (*Moderation, error) {
-	st.reloading.Lock()
-	defer st.reloading.Unlock()
 	m, err := EditModeration(st.path, fn)
 	if err != nil {
 		return nil, err
 	}
 	st.cur.Store(m)
 	return m, nil
+}
+
+// sameSanctions reports whether m and n impose the same sanctions and
+// message of the day.
+func (m *Moderation) sameSanctions(n *Moderation) bool {
+	return maps.Equal(m.Bans, n.Bans) && maps.Equal(m.Mutes, n.Mutes) && m.MOTD == n.MOTD
 }

@@ -733,7 +733,7 @@ func TestEditModerationFromTwoProcesses(t *testing.T) {
 
 func TestModerationStore(t *testing.T) {
 	path := modFile(t)
-	st := NewModerationStore(path)
+	st := NewModerationStore(path, nil)
 	if st.Path() != path {
 		t.Errorf("Path() = %q, want %q", st.Path(), path)
 	}
@@ -794,7 +794,7 @@ func FuzzParseModeration(f *testing.F) {
 		}
 		for _, sanctions := range []map[string]Sanction{m.Bans, m.Mutes} {
 			for key, s := range sanctions {
-				if key != strings.ToLower(s.Target) || ValidName(s.Target) != nil || ValidName(s.By) != nil || ValidReason(s.Reason) != nil {
+				if key != strings.ToLower(s.Target) || CheckName(s.Target) != nil || CheckName(s.By) != nil || ValidReason(s.Reason) != nil {
 					t.Fatalf("accepted invalid sanction %q: %+v", key, s)
 				}
 			}

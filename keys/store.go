@@ -31,3 +31,10 @@ func (st *Store) Lookup(key ssh.PublicKey) (string, bool) { return st.Set().Look
 
 // Set returns the current Set.
 func (st *Store) Set() *Set { return st.current() }
+
+// User returns name as the allowed keys spell it, if the user has a key
+// (names compare case-insensitively).
+func (st *Store) User(name string) (string, bool) {
+	e, ok := st.Set().user(name)
+	return e.Name, ok
+}

@@ -28,8 +28,8 @@ type Moderation struct {
 // Operators is the live list of operators, and the way to change it: the
 // ops file.
 type Operators interface {
-	IsOperator(name string) bool
-	SetOperator(name string, op bool) error
+	IsOp(name string) bool
+	SetOp(name string, op bool) error
 }
 
 // Sanctions is the moderation file: keys.ModerationStore.
@@ -55,7 +55,7 @@ const defaultMute = time.Hour
 
 func (st *state) isOperator(name string) bool {
 	ops := st.opts.moderation.Operators
-	return ops != nil && ops.IsOperator(name)
+	return ops != nil && ops.IsOp(name)
 }
 
 func (st *state) sanctions() *keys.Moderation {
@@ -377,7 +377,7 @@ func setOperator(st *state, cli *client, arg string, op bool) {
 		return
 	}
 	st.moderate(cli, keys.AuditRecord{Operator: cli.name, Action: action, Target: t.name},
-		func() error { return ops.SetOperator(t.name, op) },
+		func() error { return ops.SetOp(t.name, op) },
 		func(st *state) {
 			if op {
 				st.announce(fmt.Sprintf("%s is now an operator (by %s).", t.name, cli.name))

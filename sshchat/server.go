@@ -107,6 +107,7 @@ func DefaultConfig() Config {
 		WriteTimeout:       10 * time.Second,
 		AuthLogRate:        20,
 		Catchup:            100,
+		HistoryKeep:        30 * 24 * time.Hour,
 	}
 }
 
