@@ -60,8 +60,8 @@ const (
 
 // user is what the room knows about one name, across all its sessions.
 type user struct {
-	sessions  int // in the chat
-	quiet     int // quiet clients
+	sessions  int           // in the chat
+	quiet     int           // quiet clients
 	lines     *rate.Limiter // nil: unlimited
 	starts    *rate.Limiter // session starts; nil: unlimited
 	announces *rate.Limiter
