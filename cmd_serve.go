@@ -393,11 +393,11 @@ func serve(ctx context.Context, o serveOptions, reload <-chan struct{}, log *slo
 	}
 	defer history.Close()
 
-	// registry is served on /metrics; the chat server's own metrics are to
-	// be registered on it too.
+	// registry is served on /metrics: the Go runtime's, the process's and
+	// the chat server's metrics.
 	registry := newRegistry()
 	cfg := o.chat
-	cfg.HostKey, cfg.Auth, cfg.Logger, cfg.Store = hostKey, allowed, log, history
+	cfg.HostKey, cfg.Auth, cfg.Logger, cfg.Store, cfg.Metrics = hostKey, allowed, log, history, registry
 	cfg.Moderation = sshchat.Moderation{Operators: ops, Sanctions: sanctions, Audit: audit}
 	server, err := sshchat.New(cfg)
 	if err != nil {

@@ -17,9 +17,10 @@ import (
 // Revalidate can find it by the key it authenticated with.
 type trackedConn struct {
 	net.Conn
-	release func() // frees the limits' slot and the server's record
-	once    sync.Once
-	closed  atomic.Bool
+	acceptedAt time.Time
+	release    func() // frees the limits' slot and the server's record
+	once       sync.Once
+	closed     atomic.Bool
 
 	// The login grace: a connection is closed while it has gone this long
 	// without a chat session, before authenticating or after its last
@@ -39,7 +40,7 @@ type trackedConn struct {
 // newTrackedConn tracks conn, calling expired when its login grace expires
 // and release when it closes.
 func newTrackedConn(conn net.Conn, graceFor time.Duration, expired, release func(*trackedConn)) *trackedConn {
-	c := &trackedConn{Conn: conn, graceFor: graceFor}
+	c := &trackedConn{Conn: conn, graceFor: graceFor, acceptedAt: time.Now()}
 	c.release = func() { release(c) }
 	c.mu.Lock() // the timer may fire before c.grace is set
 	defer c.mu.Unlock()
@@ -133,19 +134,20 @@ type connLimiter struct {
 	perIP    map[string]int
 }
 
-// acquire counts a new connection from ip, or says why it is refused.
-func (l *connLimiter) acquire(ip string) string {
+// acquire counts a new connection from ip, or says why it is refused, and
+// the reason for the metrics.
+func (l *connLimiter) acquire(ip string) (why, reason string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	switch {
 	case l.max > 0 && l.total >= l.max:
-		return fmt.Sprintf("server full (%d connections)", l.max)
+		return fmt.Sprintf("server full (%d connections)", l.max), reasonTotalCap
 	case l.maxPerIP > 0 && l.perIP[ip] >= l.maxPerIP:
-		return fmt.Sprintf("too many connections from %s (%d)", ip, l.maxPerIP)
+		return fmt.Sprintf("too many connections from %s (%d)", ip, l.maxPerIP), reasonPerIPCap
 	}
 	l.total++
 	l.perIP[ip]++
-	return ""
+	return "", ""
 }
 
 func (l *connLimiter) release(ip string) {

@@ -30,6 +30,7 @@ type event struct {
 	seq      uint64 // public messages: their place in the room's history
 	isReplay bool   // scrollback shown on join
 	withDate bool   // a replayed line from before today
+	sampled  bool   // its delivery lag is measured
 	line     []byte // line-mode rendering, with its newline
 	group    []*event
 }

@@ -251,6 +251,9 @@ func execTail(s *Server, x *execSession) uint32 {
 		return x.usageError("tail")
 	}
 	x.sio.out = jsonOrLines{x.stdout, x.json}
+	// Said once the room has taken the client: from here on nothing said
+	// is missed.
+	x.stdout.Write(noticeEvent(tailStarted).appendTo(nil, x.sio.out.style()))
 	written := s.startWriter(x.cli, x.sio, x.log)
 	// Until the client disconnects: its input ends.
 	io.Copy(io.Discard, x.stdin)
@@ -258,6 +261,9 @@ func execTail(s *Server, x *execSession) uint32 {
 	<-written
 	return exitOK
 }
+
+// tailStarted is the first line tail prints.
+const tailStarted = "Following the room; disconnect to stop."
 
 // jsonOrLines is tail's output.
 type jsonOrLines struct {

@@ -90,8 +90,9 @@ func TestExecNamesHistoryHelp(t *testing.T) {
 	cs[0].say("first")
 	cs[1].expect("alice: first")
 	cs[1].say("second")
+	cs[0].expect("bob: second")
 	cs[0].say("/away lunch")
-	cs[0].expect("bob: second", "You are marked away: lunch")
+	cs[0].expect("You are marked away: lunch")
 	carol := ts.user("carol")
 
 	out, _, status := ts.run(t, carol, "names", "")
@@ -171,18 +172,29 @@ func TestExecTail(t *testing.T) {
 			}
 		}
 	}()
+	next := func() string {
+		t.Helper()
+		select {
+		case line := <-lines:
+			return line
+		case <-time.After(waitLimit):
+			t.Fatal("tail printed nothing")
+		}
+		return ""
+	}
+	if line := next(); line != `{"kind":"notice","text":"`+tailStarted+`"}` {
+		t.Fatalf("tail started with %q", line)
+	}
 	// tail is not announced, and sees what is said from now on.
 	b.say("/names")
 	b.expect("1 online: bob")
 	b.say("hello tail")
-	select {
-	case line := <-lines:
+	{
+		line := next()
 		var ev eventJSON
 		if err := json.Unmarshal([]byte(line), &ev); err != nil || ev.From != "bob" || ev.Kind != "message" || ev.Text != "hello tail" {
 			t.Fatalf("tail printed %q", line)
 		}
-	case <-time.After(waitLimit):
-		t.Fatal("tail printed nothing")
 	}
 	stdin.Close()
 	if err := sess.Wait(); err != nil {

@@ -103,6 +103,8 @@ func (h *history) after(seq uint64, n int) []*event {
 func (st *state) publish(ev *event, from *client) {
 	st.seq++
 	ev.seq = st.seq
+	ev.sampled = ev.seq%lagSampleEvery == 0
+	st.opts.metrics.message()
 	if st.opts.stored == nil {
 		st.deliver(stored{ev, from})
 		return
@@ -116,10 +118,12 @@ func (st *state) publish(ev *event, from *client) {
 	if !st.opts.stored.Submit(batch, func(err error) {
 		if err != nil {
 			st.log.Error("history: message not stored; delivered anyway", "seq", ev.seq, "err", err)
+			st.opts.metrics.notStored()
 		}
 		back(stored{ev, from})
 	}) {
 		st.log.Error("history: the store is not keeping up; message delivered but not stored", "seq", ev.seq)
+		st.opts.metrics.notStored()
 		st.deliver(stored{ev, from})
 	}
 }

@@ -34,7 +34,7 @@ type output interface {
 // whatever is queued into one write per wake-up: for a busy room that is one
 // SSH packet for many lines instead of one per line. Meanwhile it applies
 // the window sizes arriving on resized.
-func (cli *client) writeLoop(w output, resized <-chan window) error {
+func (cli *client) writeLoop(w output, resized <-chan window, m *metrics) error {
 	st := w.style()
 	for {
 		select {
@@ -49,7 +49,7 @@ func (cli *client) writeLoop(w output, resized <-chan window) error {
 				}
 				return nil
 			}
-			if err := cli.writeBatch(w, st, ev); err != nil {
+			if err := cli.writeBatch(w, st, ev, m); err != nil {
 				return err
 			}
 		}
@@ -61,15 +61,25 @@ func (cli *client) writeLoop(w output, resized <-chan window) error {
 var batchBuffers = sync.Pool{New: func() any { return new([]byte) }}
 
 // writeBatch writes ev and whatever else is queued behind it, up to
-// maxBatch, in one write.
-func (cli *client) writeBatch(w output, st style, ev *event) error {
+// maxBatch, in one write, and measures the delivery lag of sampled events.
+func (cli *client) writeBatch(w output, st style, ev *event, m *metrics) error {
+	var samples [8]time.Time // on the stack: a batch has few sampled events
+	n := 0
+	sample := func(ev *event) {
+		if ev.sampled && m != nil && n < len(samples) {
+			samples[n] = ev.at
+			n++
+		}
+	}
 	bp := batchBuffers.Get().(*[]byte)
 	buf := ev.appendTo((*bp)[:0], st)
+	sample(ev)
 	for len(buf) < maxBatch {
 		select {
 		case ev, ok := <-cli.out:
 			if ok {
 				buf = ev.appendTo(buf, st)
+				sample(ev)
 				continue
 			}
 			// Closed: writeLoop sees that on its next receive.
@@ -80,6 +90,9 @@ func (cli *client) writeBatch(w output, st style, ev *event) error {
 	err := w.write(buf)
 	*bp = buf
 	batchBuffers.Put(bp)
+	if err == nil {
+		m.wrote(samples[:n])
+	}
 	return err
 }
 

@@ -109,6 +109,7 @@ func (r *room) broadcaster(st *state) {
 			st.forgetOfflineUsers()
 		}
 		st.flushDropped()
+		st.countQueued()
 	}
 }
 

@@ -42,6 +42,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/sshchat-dev/sshchat/store"
 
 	gliderssh "github.com/gliderlabs/ssh"
@@ -87,6 +89,9 @@ type Config struct {
 	// Moderation is what operators act on; its nil fields disable what
 	// they serve.
 	Moderation Moderation
+	// Metrics, if set, is where the server registers its Prometheus
+	// metrics.
+	Metrics prometheus.Registerer
 }
 
 // DefaultConfig returns the defaults documented in the README.
@@ -151,13 +156,14 @@ var (
 
 // Server is an SSH chat server.
 type Server struct {
-	cfg   Config
-	log   *slog.Logger
-	noisy *throttledLog // for what unauthenticated peers can trigger at will
-	room  *room
-	store *store.Writer // nil without a Config.Store
-	ssh   *gliderssh.Server
-	limit connLimiter
+	cfg     Config
+	log     *slog.Logger
+	noisy   *throttledLog // for what unauthenticated peers can trigger at will
+	room    *room
+	store   *store.Writer // nil without a Config.Store
+	metrics *metrics      // nil without Config.Metrics
+	ssh     *gliderssh.Server
+	limit   connLimiter
 
 	mu        sync.Mutex
 	stopping  bool // once set, nothing new starts
@@ -182,11 +188,12 @@ func New(cfg Config) (*Server, error) {
 		cfg.Logger = slog.Default()
 	}
 	s := &Server{
-		cfg:   cfg,
-		log:   cfg.Logger,
-		noisy: newThrottledLog(cfg.Logger, cfg.AuthLogRate),
-		limit: connLimiter{max: cfg.MaxConns, maxPerIP: cfg.MaxConnsPerIP, perIP: make(map[string]int)},
-		conns: make(map[*trackedConn]struct{}),
+		cfg:     cfg,
+		log:     cfg.Logger,
+		noisy:   newThrottledLog(cfg.Logger, cfg.AuthLogRate),
+		limit:   connLimiter{max: cfg.MaxConns, maxPerIP: cfg.MaxConnsPerIP, perIP: make(map[string]int)},
+		conns:   make(map[*trackedConn]struct{}),
+		metrics: newMetrics(cfg.Metrics),
 	}
 	opts := roomOptions{
 		history:     cfg.History,
@@ -197,6 +204,7 @@ func New(cfg Config) (*Server, error) {
 		sessionRate: rate.Limit(cfg.MaxSessionRate),
 		refuse:      s.refusal,
 		moderation:  cfg.Moderation,
+		metrics:     s.metrics,
 		log:         cfg.Logger,
 	}
 	opts.directory, _ = cfg.Auth.(UserDirectory)
@@ -273,7 +281,8 @@ func temporary(err error) bool {
 func (s *Server) accept(conn net.Conn) {
 	remote := conn.RemoteAddr().String()
 	ip := remoteIP(conn.RemoteAddr())
-	if why := s.limit.acquire(ip); why != "" {
+	if why, reason := s.limit.acquire(ip); why != "" {
+		s.metrics.connRefused(reason)
 		s.noisy.log(slog.LevelWarn, "connection refused", "reason", why, "remote", remote)
 		// Before the SSH version exchange a server may send lines of text
 		// (RFC 4253, 4.2): clients show them, so the user learns why.
@@ -284,18 +293,22 @@ func (s *Server) accept(conn net.Conn) {
 	}
 	tc := newTrackedConn(conn, s.cfg.LoginGrace,
 		func(tc *trackedConn) {
+			s.metrics.connRefused(reasonLoginGrace)
 			s.noisy.log(slog.LevelInfo, "login grace expired", "remote", remote, "grace", s.cfg.LoginGrace)
 			tc.Close()
 		},
 		func(tc *trackedConn) {
+			s.metrics.connection(-1)
 			s.limit.release(ip)
 			s.mu.Lock()
 			delete(s.conns, tc)
 			s.mu.Unlock()
 		})
+	s.metrics.connection(1)
 	s.mu.Lock()
 	if s.stopping {
 		s.mu.Unlock()
+		s.metrics.connRefused(reasonShuttingDown)
 		tc.Close()
 		return
 	}
@@ -436,6 +449,7 @@ func (s *Server) knownKey(ctx gliderssh.Context, key gliderssh.PublicKey) bool {
 	if _, ok := s.cfg.Auth.Lookup(key); ok {
 		return true
 	}
+	s.metrics.authFailed(reasonUnknownKey)
 	s.noisy.log(slog.LevelInfo, "auth refused", "reason", "unknown key", "key", gossh.FingerprintSHA256(key), "remote", ctx.RemoteAddr().String())
 	return false
 }
@@ -468,11 +482,13 @@ func (s *Server) sshConfig(ctx gliderssh.Context) *gossh.ServerConfig {
 		VerifiedPublicKeyCallback: func(_ gossh.ConnMetadata, key gossh.PublicKey, _ *gossh.Permissions, _ string) (*gossh.Permissions, error) {
 			name, ok := s.cfg.Auth.Lookup(key)
 			if !ok {
+				s.metrics.authFailed(reasonKeyRemoved)
 				return nil, errors.New("key is no longer allowed")
 			}
 			wire := string(key.Marshal())
 			if tc != nil {
 				tc.authenticated(identityKey(wire))
+				s.metrics.handshakeTook(time.Since(tc.acceptedAt))
 			}
 			return &gossh.Permissions{Extensions: map[string]string{extUser: name, extKey: wire}}, nil
 		},
@@ -480,5 +496,6 @@ func (s *Server) sshConfig(ctx gliderssh.Context) *gossh.ServerConfig {
 }
 
 func (s *Server) handshakeFailed(conn net.Conn, err error) {
+	s.metrics.authFailed(reasonHandshake)
 	s.noisy.log(slog.LevelInfo, "handshake failed", "remote", conn.RemoteAddr().String(), "err", err)
 }

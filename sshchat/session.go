@@ -143,6 +143,15 @@ func (s *Server) handleSession(_ *gliderssh.Server, conn *gossh.ServerConn, newC
 	pub, _ := gossh.ParsePublicKey([]byte(id.key))
 	log := s.log.With("user", id.name, "key", gossh.FingerprintSHA256(pub), "remote", conn.RemoteAddr().String())
 	log.Info("login", "pty", setup.pty, "exec", setup.command != "")
+	kind := kindLine
+	switch {
+	case setup.command != "":
+		kind = kindExec
+	case setup.pty:
+		kind = kindTerminal
+	}
+	s.metrics.session(kind, 1)
+	defer s.metrics.session(kind, -1)
 	start := time.Now()
 	sio := newSessionIO(s, ch, tc, setup, id.name, log)
 	var status uint32
@@ -267,7 +276,7 @@ func (s *Server) startWriter(cli *client, sio *sessionIO, log *slog.Logger) <-ch
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if err := cli.writeLoop(sio.out, sio.resized); err != nil {
+		if err := cli.writeLoop(sio.out, sio.resized, s.metrics); err != nil {
 			// The connection is broken: close it so the reader stops too,
 			// then discard output until the room lets the client go.
 			log.Debug("write failed", "err", err)

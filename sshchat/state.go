@@ -17,6 +17,7 @@ type state struct {
 	users   map[string]*user // by name: everyone online, and who left lately
 	dropped []dropRequest    // clients to drop once the current fan-out ends
 	closed  bool
+	queued  int // events queued since the last count, for metrics
 
 	history // public messages, and when users last left
 
@@ -40,6 +41,7 @@ type roomOptions struct {
 	refuse func(name string, key identityKey) string
 
 	directory  UserDirectory // nil: only users online can be found
+	metrics    *metrics
 	stored     storedHistory // nil: history is kept in memory only
 	saved      savedHistory  // what the store held at start-up
 	log        *slog.Logger
@@ -145,6 +147,7 @@ func (st *state) join(cli *client) {
 		return
 	}
 	if u.sessions++; u.sessions == 1 {
+		st.opts.metrics.userOnline(1)
 		u.lastActive = st.now()
 		u.announced = u.announces.Allow()
 		if u.announced {
@@ -177,9 +180,17 @@ func (st *state) remove(cli *client, why hangup) {
 		return
 	}
 	if u.sessions--; u.sessions == 0 {
+		st.opts.metrics.userOnline(-1)
 		u.leftAt, u.away, u.replyTo = st.now(), "", ""
 		st.left(cli.name, u.leftAt)
 	}
+}
+
+// countQueued hands the number of events queued to the metrics, once per
+// broadcaster wake-up rather than once per delivery.
+func (st *state) countQueued() {
+	st.opts.metrics.delivered(st.queued)
+	st.queued = 0
 }
 
 // forgetOfflineUsers drops the records of users gone for longer than
@@ -222,9 +233,11 @@ func (st *state) broadcast(ev *event, except *client) {
 func (st *state) send(cli *client, ev *event) {
 	select {
 	case cli.out <- ev:
+		st.queued++
 	default:
 		if !cli.overflowed {
 			cli.overflowed = true
+			st.opts.metrics.slowDrop()
 			st.dropped = append(st.dropped, dropRequest{cli, hangup{
 				notice:    fmt.Sprintf("Disconnected: you were not reading fast enough (%d messages queued).", cap(cli.out)),
 				closeConn: true,
@@ -253,6 +266,7 @@ func (st *state) handle(msg message) {
 		return
 	}
 	if u.lines != nil && !u.lines.Allow() {
+		st.opts.metrics.rateLimit()
 		if !u.throttled {
 			u.throttled = true
 			st.notify(cli, fmt.Sprintf("Slow down: at most %g messages per second; that line was not sent.", float64(st.opts.rate)))
@@ -314,6 +328,7 @@ func (st *state) post(cli *client, text string) (why string) {
 	case muted:
 		return "muted"
 	case u.lines != nil && !u.lines.Allow():
+		st.opts.metrics.rateLimit()
 		return "over the rate limit"
 	}
 	u.lastActive = st.now()
