@@ -3,6 +3,7 @@ package sshchat
 import (
 	"bufio"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
 	"io"
 	"log/slog"
 	"net"
@@ -71,15 +72,26 @@ func BenchmarkBroadcast(b *testing.B) {
 
 // BenchmarkEndToEnd measures the whole server over real SSH on loopback: one
 // sender, n-1 line-mode receivers, all in this process. The CPU figure is
-// the process's, so it includes the clients' decryption.
+// the process's, so it includes the clients' decryption. Each size runs
+// plain and with the features that must not slow the hot path, so that
+// their cost is read off one run.
 func BenchmarkEndToEnd(b *testing.B) {
+	variants := []struct {
+		name  string
+		tweak func(*Config)
+	}{
+		{"plain", nil},
+		{"metrics", func(c *Config) { c.Metrics = prometheus.NewRegistry() }},
+	}
 	for _, n := range []int{10, 100} {
-		b.Run(fmt.Sprintf("clients=%d", n), func(b *testing.B) { benchEndToEnd(b, n) })
+		for _, v := range variants {
+			b.Run(fmt.Sprintf("clients=%d/%s", n, v.name), func(b *testing.B) { benchEndToEnd(b, n, v.tweak) })
+		}
 	}
 }
 
-func benchEndToEnd(b *testing.B, n int) {
-	srv, addr, stop := benchServer(b)
+func benchEndToEnd(b *testing.B, n int, tweak func(*Config)) {
+	srv, addr, stop := benchServer(b, tweak)
 	defer stop()
 	receivers := make([]*bufio.Scanner, n-1)
 	var senderIn io.Writer
@@ -155,13 +167,17 @@ func benchEndToEnd(b *testing.B, n int) {
 	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/deliveries, "µs-cpu/delivery")
 }
 
-func benchServer(b *testing.B) (*Server, string, func()) {
+func benchServer(b *testing.B, tweak func(*Config)) (*Server, string, func()) {
 	b.Helper()
 	cfg := DefaultConfig()
 	cfg.HostKey = newSigner(b)
 	cfg.Auth = &allowList{names: map[string]string{}}
 	cfg.Rate, cfg.MaxConnsPerIP, cfg.History = 0, 0, 0
+	cfg.MaxSessionRate = 0
 	cfg.Logger = slog.New(slog.DiscardHandler)
+	if tweak != nil {
+		tweak(&cfg)
+	}
 	srv, err := New(cfg)
 	if err != nil {
 		b.Fatal(err)
