@@ -21,6 +21,7 @@ type trackedConn struct {
 	release    func() // frees the limits' slot and the server's record
 	once       sync.Once
 	closed     atomic.Bool
+	done       chan struct{} // closed by Close
 
 	// The login grace: a connection is closed while it has gone this long
 	// without a chat session, before authenticating or after its last
@@ -40,7 +41,7 @@ type trackedConn struct {
 // newTrackedConn tracks conn, calling expired when its login grace expires
 // and release when it closes.
 func newTrackedConn(conn net.Conn, graceFor time.Duration, expired, release func(*trackedConn)) *trackedConn {
-	c := &trackedConn{Conn: conn, graceFor: graceFor, acceptedAt: time.Now()}
+	c := &trackedConn{Conn: conn, graceFor: graceFor, acceptedAt: time.Now(), done: make(chan struct{})}
 	c.release = func() { release(c) }
 	c.mu.Lock() // the timer may fire before c.grace is set
 	defer c.mu.Unlock()
@@ -54,6 +55,7 @@ func (c *trackedConn) Close() error {
 		c.closed.Store(true) // under mu, so closeSession cannot re-arm the grace after
 		c.grace.Stop()
 		c.mu.Unlock()
+		close(c.done)
 		c.release()
 	})
 	return c.Conn.Close()

@@ -206,11 +206,15 @@ func stamp(at, now time.Time) string {
 	return at.UTC().Format(dateTimeLayout)
 }
 
-func plural(n uint64, word string) string {
-	if n == 1 {
-		return word
+// plural returns one if n is 1, else many (word+"s" if many is not given).
+func plural(n uint64, one string, many ...string) string {
+	switch {
+	case n == 1:
+		return one
+	case len(many) > 0:
+		return many[0]
 	}
-	return word + "s"
+	return one + "s"
 }
 
 func cmdHistory(st *state, cli *client, _ *user, arg string) {

@@ -23,6 +23,10 @@ type lineSource interface{ ReadLine() (string, error) }
 // rest of that line has been discarded.
 var errLineTooLong = errors.New("line too long")
 
+// errPasted is returned by a terminal's line reader with a line that was
+// pasted rather than typed: it is valid, and goes at the rate limit.
+var errPasted = errors.New("pasted")
+
 // lineTooLongNotice tells a sender why their line vanished.
 func lineTooLongNotice(max int) string {
 	return fmt.Sprintf("That line was longer than %d bytes and was not sent.", max)
@@ -224,14 +228,14 @@ func newTerminalReader(in io.Reader, out io.Writer, prompt string, max int, name
 
 func (tr *terminalReader) ReadLine() (string, error) {
 	line, err := tr.t.ReadLine()
-	if errors.Is(err, term.ErrPasteIndicator) {
-		err = nil
-	}
-	if err != nil {
+	pasted := errors.Is(err, term.ErrPasteIndicator)
+	switch {
+	case err != nil && !pasted:
 		return "", err
-	}
-	if len(line) > tr.max {
+	case len(line) > tr.max:
 		return "", errLineTooLong
+	case pasted:
+		return line, errPasted
 	}
 	return line, nil
 }

@@ -36,6 +36,7 @@ type message struct {
 	from   *client
 	text   string
 	notice string
+	paced  bool // a pasted line that waited for its turn (room.reserve)
 }
 
 func newRoom(opts roomOptions, now func() time.Time) *room {
@@ -87,8 +88,8 @@ func (r *room) offload(job func()) bool {
 
 func (r *room) broadcaster(st *state) {
 	defer close(r.done)
-	forget := time.NewTicker(userLinger)
-	defer forget.Stop()
+	tick := time.NewTicker(housekeepingEvery)
+	defer tick.Stop()
 	for !st.closed {
 		select {
 		case cli := <-r.entering:
@@ -105,8 +106,8 @@ func (r *room) broadcaster(st *state) {
 			st.deliver(s)
 		case fn := <-r.control:
 			fn(st)
-		case <-forget.C:
-			st.forgetOfflineUsers()
+		case <-tick.C:
+			st.housekeeping()
 		}
 		st.flushDropped()
 		st.countQueued()
@@ -183,6 +184,31 @@ func (r *room) revoke(verdict func(name string, key identityKey) (reason string)
 			}
 		}
 	})
+}
+
+// maxPasteWait is the longest a pasted line waits for its turn under the
+// rate limit; the rest of a longer paste is not sent.
+const maxPasteWait = 30 * time.Second
+
+// reserve books one line of the rate limit of cli's user for a pasted line
+// and returns how long to wait before saying it (with message.paced set),
+// or false if that would be longer than maxPasteWait.
+func (r *room) reserve(cli *client) (wait time.Duration, ok bool) {
+	r.do(func(st *state) {
+		u := st.users[cli.name]
+		if !st.has(cli) || u.lines == nil {
+			ok = st.has(cli)
+			return
+		}
+		now := st.now()
+		res := u.lines.ReserveN(now, 1)
+		if wait = res.DelayFrom(now); res.OK() && wait <= maxPasteWait {
+			ok = true
+			return
+		}
+		res.CancelAt(now)
+	})
+	return wait, ok
 }
 
 // kick disconnects cli, if it is still in the room, telling it why.

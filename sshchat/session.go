@@ -191,7 +191,8 @@ type sessionIO struct {
 	lines   lineSource
 	out     output
 	resized chan window // latest size first; only the request handler sends
-	ended   atomic.Bool // the room let the session go: stop reading
+	ended   atomic.Bool   // the room let the session go: stop reading
+	hungUp  chan struct{} // closed when ended is set
 	wd      *watchdog
 	// Set by the writer when it closes the channel; closes the connection
 	// if the peer never acknowledges, which would keep the reader forever.
@@ -199,7 +200,7 @@ type sessionIO struct {
 }
 
 func newSessionIO(s *Server, ch gossh.Channel, tc *trackedConn, setup *sessionSetup, name string, log *slog.Logger) *sessionIO {
-	sio := &sessionIO{ch: ch, conn: tc, setup: setup, resized: make(chan window, 1)}
+	sio := &sessionIO{ch: ch, conn: tc, setup: setup, resized: make(chan window, 1), hungUp: make(chan struct{})}
 	sio.wd = newWatchdog(s.cfg.WriteTimeout, func() {
 		log.Warn("write timed out; closing connection", "timeout", s.cfg.WriteTimeout)
 		tc.Close()
@@ -261,7 +262,7 @@ func (s *Server) chat(sio *sessionIO, id identity, reqs <-chan *gossh.Request, l
 		close(cli.out)
 		return 1
 	}
-	s.readLines(cli, sio.lines)
+	s.readLines(cli, sio)
 	s.room.leave(cli)
 	<-written
 	if cli.hangup.notice != "" {
@@ -290,6 +291,7 @@ func (s *Server) startWriter(cli *client, sio *sessionIO, log *slog.Logger) <-ch
 			// stops.
 			log.Info("disconnected", "reason", h.notice)
 			sio.ended.Store(true)
+			close(sio.hungUp)
 			if h.closeConn {
 				sio.conn.Close()
 				return
@@ -302,8 +304,11 @@ func (s *Server) startWriter(cli *client, sio *sessionIO, log *slog.Logger) <-ch
 }
 
 // readLines forwards what the user types to the room until the input ends,
-// the user quits or the room stops.
-func (s *Server) readLines(cli *client, lines lineSource) {
+// the user quits or the room stops. Pasted lines go at the rate limit
+// (room.reserve); what a paste holds beyond maxPasteWait is not sent, and
+// the user is told how many lines that was.
+func (s *Server) readLines(cli *client, sio *sessionIO) {
+	unsent := 0 // of the current paste
 	var idle *time.Timer
 	if s.cfg.IdleTimeout > 0 {
 		idle = time.AfterFunc(s.cfg.IdleTimeout, func() {
@@ -312,7 +317,14 @@ func (s *Server) readLines(cli *client, lines lineSource) {
 		defer idle.Stop()
 	}
 	for {
-		line, err := lines.ReadLine()
+		line, err := sio.lines.ReadLine()
+		pasted := errors.Is(err, errPasted)
+		if pasted {
+			err = nil
+		} else if unsent > 0 {
+			s.room.say(message{from: cli, notice: fmt.Sprintf("%d pasted %s not sent: a paste goes out at the rate limit, for %s at most.", unsent, plural(uint64(unsent), "line was", "lines were"), maxPasteWait)})
+			unsent = 0
+		}
 		msg := message{from: cli}
 		switch {
 		case errors.Is(err, errLineTooLong):
@@ -330,11 +342,42 @@ func (s *Server) readLines(cli *client, lines lineSource) {
 			if msg.text == "" {
 				continue
 			}
+			if pasted && unsent > 0 {
+				unsent++
+				continue
+			}
+			if pasted {
+				wait, ok := s.room.reserve(cli)
+				if !ok {
+					unsent++
+					continue
+				}
+				if !sio.sleep(wait) {
+					return
+				}
+				msg.paced = true
+			}
 		}
 		if !s.room.say(msg) {
 			return
 		}
 	}
+}
+
+// sleep waits for d, reporting false if the session ended meanwhile.
+func (sio *sessionIO) sleep(d time.Duration) bool {
+	if d <= 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-sio.hungUp:
+	case <-sio.conn.done:
+	}
+	return false
 }
 
 // colorsWanted reports whether a PTY session gets colours: not when the

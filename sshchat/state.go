@@ -48,6 +48,9 @@ type roomOptions struct {
 	moderation Moderation
 }
 
+// housekeepingEvery is how often the broadcaster does its housekeeping.
+const housekeepingEvery = time.Second
+
 // userLinger is how long the room remembers a user after their last session
 // ends: long enough for every per-user limiter to refill, so that
 // reconnecting does not reset them.
@@ -69,6 +72,11 @@ type user struct {
 	announces *rate.Limiter
 	announced bool // the arrival was announced, so the departure will be
 	throttled bool // told about the rate limit since its last accepted line
+	// Lines refused by the rate limit and not yet told, the session to
+	// tell, and when it was last told.
+	refused   int
+	refusedBy *client
+	toldAt    time.Time
 	away      string
 	replyTo   string // last user who sent this one a private message
 	lastActive,
@@ -193,12 +201,16 @@ func (st *state) countQueued() {
 	st.queued = 0
 }
 
-// forgetOfflineUsers drops the records of users gone for longer than
+// housekeeping runs every housekeepingEvery: it tells users how many lines
+// the rate limit refused lately and forgets users gone for longer than
 // userLinger.
-func (st *state) forgetOfflineUsers() {
+func (st *state) housekeeping() {
 	now := st.now()
 	for name, u := range st.users {
-		if u.sessions == 0 && u.quiet == 0 && now.Sub(u.leftAt) > userLinger {
+		switch {
+		case u.refused > 0 && now.Sub(u.toldAt) >= time.Second:
+			st.tellRefused(u)
+		case u.sessions == 0 && u.quiet == 0 && now.Sub(u.leftAt) > userLinger:
 			delete(st.users, name)
 		}
 	}
@@ -265,14 +277,12 @@ func (st *state) handle(msg message) {
 		st.notify(cli, msg.notice)
 		return
 	}
-	if u.lines != nil && !u.lines.Allow() {
+	if !msg.paced && u.lines != nil && !u.lines.Allow() {
 		st.opts.metrics.rateLimit()
-		if !u.throttled {
-			u.throttled = true
-			st.notify(cli, fmt.Sprintf("Slow down: at most %g messages per second; that line was not sent.", float64(st.opts.rate)))
-		}
+		st.refuse(cli, u)
 		return
 	}
+	st.tellRefused(u)
 	u.throttled = false
 	u.lastActive = st.now()
 
@@ -292,6 +302,36 @@ func (st *state) handle(msg message) {
 	default:
 		c.run(st, cli, u, arg)
 	}
+}
+
+// refuse tells cli that its line was refused by the rate limit: the first
+// at once, the next ones as a count at most once a second (the housekeeping
+// tick or the next accepted line tells the rest), so that refusing a flood
+// is not a flood itself.
+func (st *state) refuse(cli *client, u *user) {
+	now := st.now()
+	if !u.throttled {
+		u.throttled, u.toldAt = true, now
+		st.notify(cli, fmt.Sprintf("Slow down: at most %g messages per second; that line was not sent.", float64(st.opts.rate)))
+		return
+	}
+	u.refused++
+	u.refusedBy = cli
+	if now.Sub(u.toldAt) >= time.Second {
+		st.tellRefused(u)
+	}
+}
+
+// tellRefused tells u how many lines the rate limit refused since it was
+// last told.
+func (st *state) tellRefused(u *user) {
+	if u.refused == 0 {
+		return
+	}
+	if st.has(u.refusedBy) {
+		st.notify(u.refusedBy, fmt.Sprintf("Slow down: %d more %s not sent.", u.refused, plural(uint64(u.refused), "line was", "lines were")))
+	}
+	u.refused, u.refusedBy, u.toldAt = 0, nil, st.now()
 }
 
 // say publishes a public line from cli, unless cli's user is muted.
