@@ -190,7 +190,7 @@ type sessionIO struct {
 	setup   *sessionSetup
 	lines   lineSource
 	out     output
-	resized chan window // latest size first; only the request handler sends
+	resized chan window   // latest size first; only the request handler sends
 	ended   atomic.Bool   // the room let the session go: stop reading
 	hungUp  chan struct{} // closed when ended is set
 	wd      *watchdog
