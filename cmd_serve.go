@@ -114,6 +114,7 @@ func serveFlags(o *serveOptions) *flag.FlagSet {
 	fs.Float64Var(&c.AuthLogRate, "auth-log-rate", c.AuthLogRate, "log records per second about refused connections and logins; the rest are counted (0 = log all)")
 	fs.Float64Var(&c.MaxSessionRate, "max-session-rate", c.MaxSessionRate, "new sessions per second per user, after a burst of -max-sessions-per-user (0 = unlimited)")
 	fs.IntVar(&c.Catchup, "catchup", c.Catchup, "most public messages replayed to a returning user")
+	fs.IntVar(&c.AnnounceMax, "announce-max", c.AnnounceMax, "users in the room above which arrivals and departures are only summarised, once a second (0 = no limit)")
 	fs.Var((*days)(&c.HistoryKeep), "history-keep", "how long public messages are kept, such as 30d or 12h (0 = forever)")
 	fs.VisitAll(func(f *flag.Flag) { f.Usage += " (env " + envVar(f.Name) + ")" })
 	return fs

@@ -114,10 +114,14 @@ func (ev *event) render(buf []byte, st style) []byte {
 		buf = append(buf, "* "...)
 		buf = append(name(buf), ' ')
 		buf = append(buf, ev.text...)
-	case eventJoin:
-		buf = append(name(buf), " has arrived"...)
-	case eventLeave:
-		buf = append(name(buf), " has left"...)
+	case eventJoin, eventLeave:
+		if ev.from == "" { // a summary of several
+			buf = append(buf, ev.text...)
+		} else if ev.kind == eventJoin {
+			buf = append(name(buf), " has arrived"...)
+		} else {
+			buf = append(name(buf), " has left"...)
+		}
 	case eventPrivate:
 		buf = append(buf, "[PM from "...)
 		buf = append(name(buf), "] "...)

@@ -69,6 +69,7 @@ type Config struct {
 	Burst              int           // lines a user may send at once before Rate applies
 	MaxSessionsPerUser int           // concurrent sessions of one user
 	MaxSessionRate     float64       // session starts per second per user, after a burst of MaxSessionsPerUser
+	AnnounceMax        int           // users in the room above which arrivals and departures are only summarised, once a second
 	MaxSessionsPerConn int           // concurrent session channels on one SSH connection
 	MaxConns           int           // concurrent connections, authenticated or not
 	MaxConnsPerIP      int           // concurrent connections from one IP address
@@ -104,6 +105,7 @@ func DefaultConfig() Config {
 		Burst:              10,
 		MaxSessionsPerUser: 8,
 		MaxSessionRate:     1,
+		AnnounceMax:        200,
 		MaxSessionsPerConn: 4,
 		MaxConns:           4096,
 		MaxConnsPerIP:      32,
@@ -125,7 +127,7 @@ func (c *Config) validate() error {
 	case c.MaxLine <= 0 || c.QueueLen <= 0 || c.MaxAuthTries <= 0 || c.LoginGrace <= 0 || c.WriteTimeout <= 0:
 		return errors.New("max line, queue length, max auth tries, login grace and write timeout must be positive")
 	case c.History < 0 || c.Rate < 0 || c.Burst < 0 || c.MaxSessionsPerUser < 0 || c.MaxSessionRate < 0 ||
-		c.MaxSessionsPerConn < 0 || c.MaxConns < 0 || c.MaxConnsPerIP < 0 || c.IdleTimeout < 0 || c.AuthLogRate < 0:
+		c.MaxSessionsPerConn < 0 || c.AnnounceMax < 0 || c.MaxConns < 0 || c.MaxConnsPerIP < 0 || c.IdleTimeout < 0 || c.AuthLogRate < 0:
 		return errors.New("limits must not be negative")
 	case c.Catchup < 0 || c.HistoryKeep < 0:
 		return errors.New("catch-up and history retention must not be negative")
@@ -202,6 +204,7 @@ func New(cfg Config) (*Server, error) {
 		burst:       max(cfg.Burst, 1),
 		maxPerUser:  cfg.MaxSessionsPerUser,
 		sessionRate: rate.Limit(cfg.MaxSessionRate),
+		announceMax: cfg.AnnounceMax,
 		refuse:      s.refusal,
 		moderation:  cfg.Moderation,
 		metrics:     s.metrics,

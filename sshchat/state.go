@@ -20,6 +20,7 @@ type state struct {
 	queued  int // events queued since the last count, for metrics
 
 	history // public messages, and when users last left
+	news    presenceNews
 
 	opts roomOptions
 	now  func() time.Time
@@ -36,6 +37,7 @@ type roomOptions struct {
 	burst       int
 	maxPerUser  int        // sessions per user; 0 = unlimited
 	sessionRate rate.Limit // session starts per second per user; 0 = unlimited
+	announceMax int        // users in the room above which arrivals and departures are summarised; 0 = no limit
 	// refuse says why a user may not be in the room, or returns "". Nil
 	// admits everyone.
 	refuse func(name string, key identityKey) string
@@ -159,7 +161,7 @@ func (st *state) join(cli *client) {
 		u.lastActive = st.now()
 		u.announced = u.announces.Allow()
 		if u.announced {
-			st.broadcast(st.newEvent(eventJoin, cli.name, ""), nil)
+			st.announcePresence(eventJoin, cli.name)
 		}
 	}
 	st.clients[cli] = struct{}{}
@@ -172,7 +174,7 @@ func (st *state) drop(cli *client, why hangup) {
 	st.remove(cli, why)
 	if u := st.users[cli.name]; !cli.quiet && u.sessions == 0 && u.announced {
 		u.announced = false
-		st.broadcast(st.newEvent(eventLeave, cli.name, ""), nil)
+		st.announcePresence(eventLeave, cli.name)
 	}
 }
 
@@ -201,10 +203,11 @@ func (st *state) countQueued() {
 	st.queued = 0
 }
 
-// housekeeping runs every housekeepingEvery: it tells users how many lines
-// the rate limit refused lately and forgets users gone for longer than
-// userLinger.
+// housekeeping runs every housekeepingEvery: it announces the arrivals and
+// departures collected, tells users how many lines the rate limit refused
+// lately and forgets users gone for longer than userLinger.
 func (st *state) housekeeping() {
+	st.announceSummaries()
 	now := st.now()
 	for name, u := range st.users {
 		switch {
