@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	gliderssh "github.com/gliderlabs/ssh"
@@ -191,8 +190,7 @@ type sessionIO struct {
 	lines   lineSource
 	out     output
 	resized chan window   // latest size first; only the request handler sends
-	ended   atomic.Bool   // the room let the session go: stop reading
-	hungUp  chan struct{} // closed when ended is set
+	hungUp  chan struct{} // closed when the room lets the session go: stop reading
 	wd      *watchdog
 	// Set by the writer when it closes the channel; closes the connection
 	// if the peer never acknowledges, which would keep the reader forever.
@@ -223,7 +221,14 @@ func newSessionIO(s *Server, ch gossh.Channel, tc *trackedConn, setup *sessionSe
 }
 
 // stopped reports whether the session's input should no longer be read.
-func (sio *sessionIO) stopped() bool { return sio.ended.Load() || sio.conn.closed.Load() }
+func (sio *sessionIO) stopped() bool {
+	select {
+	case <-sio.hungUp:
+		return true
+	default:
+		return sio.conn.closed.Load()
+	}
+}
 
 // answerRequests answers the session's channel requests until the channel
 // closes. Window sizes go to the writer, latest first, without waiting: the
@@ -290,7 +295,6 @@ func (s *Server) startWriter(cli *client, sio *sessionIO, log *slog.Logger) <-ch
 			// The room let this client go: end the session so its reader
 			// stops.
 			log.Info("disconnected", "reason", h.notice)
-			sio.ended.Store(true)
 			close(sio.hungUp)
 			if h.closeConn {
 				sio.conn.Close()
