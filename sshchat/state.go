@@ -132,7 +132,8 @@ func (st *state) admit(cli *client, u *user) (why hangup, ok bool) {
 	name := cli.name
 	if st.opts.refuse != nil {
 		if why := st.opts.refuse(name, cli.key); why != "" {
-			return hangup{notice: why, closeConn: true}, false
+			// Only the session: the client then exits with a status.
+			return hangup{notice: why}, false
 		}
 	}
 	switch {
