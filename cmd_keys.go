@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/sshchat-dev/sshchat/keys"
@@ -143,6 +144,7 @@ type renamer struct {
 var renamers = []renamer{
 	{"allowed keys", func(f accessFiles) string { return f.keys }, checkKeys, renameKeys},
 	{"operators", func(f accessFiles) string { return f.ops }, checkOps, keys.RenameOp},
+	{"moderation", func(f accessFiles) string { return filepath.Join(f.data, moderationFile) }, checkModeration, renameModeration},
 }
 
 func keysRename(files accessFiles, args []string, _ io.Reader, stdout, _ io.Writer) error {
@@ -182,6 +184,31 @@ func checkKeys(path string) error {
 func checkOps(path string) error {
 	_, err := keys.LoadOps(path)
 	return err
+}
+
+func checkModeration(path string) error {
+	_, err := keys.LoadModeration(path)
+	return err
+}
+
+// renameModeration renames old in the bans, mutes and message of the day,
+// reporting whether old was mentioned there.
+func renameModeration(path, old, newName string) (bool, error) {
+	m, err := keys.LoadModeration(path)
+	if err != nil {
+		return false, err
+	}
+	mentioned := strings.EqualFold(m.MOTD.By, old)
+	for _, sanctions := range []map[string]keys.Sanction{m.Bans, m.Mutes} {
+		for _, s := range sanctions {
+			mentioned = mentioned || strings.EqualFold(s.Target, old) || strings.EqualFold(s.By, old)
+		}
+	}
+	if !mentioned {
+		return false, nil
+	}
+	_, err = keys.RenameModeration(path, old, newName)
+	return err == nil, err
 }
 
 func renameKeys(path, old, newName string) (bool, error) {

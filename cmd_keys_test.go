@@ -3,11 +3,13 @@ package main
 import (
 	"crypto/ed25519"
 	"crypto/rand"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -299,7 +301,7 @@ func TestKeysRename(t *testing.T) {
 			for _, a := range tt.args {
 				args = append(args, paths.Replace(a))
 			}
-			env := map[string]string{"SSHCHAT_KEYS": path, "SSHCHAT_OPS": ops}
+			env := map[string]string{"SSHCHAT_KEYS": path, "SSHCHAT_OPS": ops, "SSHCHAT_DATA": dir}
 			if strings.Contains(tt.name, "flags") {
 				env = nil
 			}
@@ -317,6 +319,35 @@ func TestKeysRename(t *testing.T) {
 				t.Errorf("operators file is %q, want %q", got, tt.wantOps)
 			}
 		})
+	}
+}
+
+// keys rename renames a user's bans and mutes too, and the operator who
+// imposed them.
+func TestKeysRenameModeration(t *testing.T) {
+	dir := t.TempDir()
+	path, moderation := filepath.Join(dir, "allowed_keys"), filepath.Join(dir, moderationFile)
+	alice, _ := keysTestKey(t, "")
+	bob, _ := keysTestKey(t, "")
+	writeTestFile(t, path, authorizedLine(alice, "alice")+"\n"+authorizedLine(bob, "bob")+"\n")
+	at := time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)
+	if _, err := keys.Ban(moderation, keys.Sanction{Target: "bob", By: "alice", Reason: "spam", At: at}); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"SSHCHAT_KEYS": path, "SSHCHAT_OPS": filepath.Join(dir, "ops"), "SSHCHAT_DATA": dir}
+	for _, rename := range [][2]string{{"bob", "robert"}, {"alice", "alicia"}} {
+		code, stdout, stderr := runCLI(env, "", "keys", "rename", rename[0], rename[1])
+		want := fmt.Sprintf("renamed %s to %s in %s\nrenamed %s to %s in %s\n", rename[0], rename[1], path, rename[0], rename[1], moderation)
+		if code != 0 || stdout != want || stderr != "" {
+			t.Fatalf("rename %v = %d\nstdout %q\nstderr %q\nwant stdout %q", rename, code, stdout, stderr, want)
+		}
+	}
+	m, err := keys.LoadModeration(moderation)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ban, ok := m.Banned("robert", at); !ok || ban.By != "alicia" || len(m.Bans) != 1 {
+		t.Fatalf("bans after renames: %+v", m.Bans)
 	}
 }
 

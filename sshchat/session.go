@@ -160,6 +160,11 @@ func (s *Server) handleSession(_ *gliderssh.Server, conn *gossh.ServerConn, newC
 		status = s.chat(sio, id, reqs, log)
 	}
 	log.Info("logout", "after", time.Since(start).Round(time.Second).String())
+	sendExitStatus(ch, status)
+}
+
+// sendExitStatus tells the client the session's exit status.
+func sendExitStatus(ch gossh.Channel, status uint32) {
 	ch.SendRequest("exit-status", false, gossh.Marshal(struct{ Status uint32 }{status}))
 }
 
@@ -300,6 +305,9 @@ func (s *Server) startWriter(cli *client, sio *sessionIO, log *slog.Logger) <-ch
 				sio.conn.Close()
 				return
 			}
+			// The exit status goes first: nothing can be sent once the
+			// channel is closed.
+			sendExitStatus(sio.ch, 1)
 			sio.ch.Close()
 			sio.unacknowledged = time.AfterFunc(s.cfg.LoginGrace, func() { sio.conn.Close() })
 		}
