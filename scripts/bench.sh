@@ -24,6 +24,8 @@ out=${1:-$(mktemp -d /tmp/sshchat-bench.XXXX)}
 mkdir -p "$out"
 addr=127.0.0.1:2399
 rate=0.9
+# Further server flags, e.g. SERVER_FLAGS="-metrics 127.0.0.1:9222".
+read -r -a SERVER_FLAGS <<<"${SERVER_FLAGS:-}"
 
 if [ "${QUICK:-0}" = 1 ]; then
 	duration=${DURATION:-5s}
@@ -56,8 +58,9 @@ go build -o "$out/load" ./scripts/load
 
 serve() {
 	# Limits that protect a public server would stop a load test from one IP.
-	"$out/sshchat" -addr "$addr" -keys "$out/allowed_keys" -host-key "$out/host_ed25519" \
-		-rate 0 -max-conns 0 -max-conns-per-ip 0 -max-sessions-per-user 0 >"$out/server-$1.log" 2>&1 &
+	# Each scenario gets a fresh data directory (history, moderation).
+	"$out/sshchat" -addr "$addr" -keys "$out/allowed_keys" -host-key "$out/host_ed25519" -data "$out/data-$1" \
+		-ops "$out/ops" -rate 0 -max-conns 0 -max-conns-per-ip 0 -max-sessions-per-user 0 "${SERVER_FLAGS[@]}" >"$out/server-$1.log" 2>&1 &
 	pid=$!
 	# Wait for the listener rather than guessing how long start-up takes.
 	for _ in $(seq 200); do
