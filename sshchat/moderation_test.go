@@ -306,7 +306,7 @@ func TestMute(t *testing.T) {
 		t.Errorf("exec say while muted: status %d, stderr %q", status, stderr)
 	}
 	alice.say("bob is quiet now")
-	bob.expect("alice: bob is quiet now")  // still reads
+	bob.expect("alice: bob is quiet now")   // still reads
 	carol.expect("alice: bob is quiet now") // and saw nothing of bob's
 
 	alice.say("/unmute bob")
