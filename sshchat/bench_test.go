@@ -74,12 +74,14 @@ func BenchmarkBroadcast(b *testing.B) {
 // the process's, so it includes the clients' decryption.
 func BenchmarkEndToEnd(b *testing.B) {
 	for _, n := range []int{10, 100} {
-		b.Run(fmt.Sprintf("clients=%d", n), func(b *testing.B) { benchEndToEnd(b, n) })
+		b.Run(fmt.Sprintf("clients=%d", n), func(b *testing.B) { benchEndToEnd(b, n, nil) })
 	}
 }
 
-func benchEndToEnd(b *testing.B, n int) {
-	srv, addr, stop := benchServer(b)
+// benchEndToEnd runs the benchmark on a server whose config tweak changes,
+// if not nil.
+func benchEndToEnd(b *testing.B, n int, tweak func(*Config)) {
+	srv, addr, stop := benchServer(b, tweak)
 	defer stop()
 	receivers := make([]*bufio.Scanner, n-1)
 	var senderIn io.Writer
@@ -155,13 +157,16 @@ func benchEndToEnd(b *testing.B, n int) {
 	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/deliveries, "µs-cpu/delivery")
 }
 
-func benchServer(b *testing.B) (*Server, string, func()) {
+func benchServer(b *testing.B, tweak func(*Config)) (*Server, string, func()) {
 	b.Helper()
 	cfg := DefaultConfig()
 	cfg.HostKey = newSigner(b)
 	cfg.Auth = &allowList{names: map[string]string{}}
 	cfg.Rate, cfg.MaxConnsPerIP, cfg.History = 0, 0, 0
 	cfg.Logger = slog.New(slog.DiscardHandler)
+	if tweak != nil {
+		tweak(&cfg)
+	}
 	srv, err := New(cfg)
 	if err != nil {
 		b.Fatal(err)
