@@ -16,7 +16,7 @@ import (
 // Durable history, catch-up and the welcome over real SSH, with a real
 // store in a temporary directory.
 
-// history is an open store and the way to close it, once, whether the test
+// historyFile is an open store and the way to close it, once, whether the test
 // does it to reopen the file or its cleanup does.
 type historyFile struct {
 	*store.DB

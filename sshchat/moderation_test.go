@@ -159,7 +159,7 @@ func (c *chatter) reply(cmd string) []string {
 	return lines
 }
 
-// until matches a sanction's expiry as chat shows it.
+// untilPattern matches a sanction's expiry as chat shows it.
 const untilPattern = `\d{4}-\d\d-\d\d \d\d:\d\d UTC`
 
 // readAudit returns the records of the audit log in dir, checking that
