@@ -90,6 +90,8 @@ func BenchmarkEndToEnd(b *testing.B) {
 	}
 }
 
+// benchEndToEnd runs the benchmark on a server whose config tweak changes,
+// if not nil.
 func benchEndToEnd(b *testing.B, n int, tweak func(*Config)) {
 	srv, addr, stop := benchServer(b, tweak)
 	defer stop()

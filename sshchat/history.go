@@ -38,6 +38,7 @@ type history struct {
 	recent   []*event // public messages, oldest first
 	keep     int      // len(recent) at most
 	seq      uint64   // of the last public message
+	shown    uint64   // of the last one fanned out: behind seq by those being stored
 	lastSeen map[string]store.Seen
 	// storedBack hands a message whose write has finished back to the
 	// broadcaster; it runs on the store's writer goroutine.
@@ -63,7 +64,7 @@ type savedHistory struct {
 func (st *state) loadHistory(saved savedHistory) {
 	h := &st.history
 	h.keep = max(st.opts.history, st.opts.catchup, maxHistoryShown)
-	h.seq = saved.lastSeq
+	h.seq, h.shown = saved.lastSeq, saved.lastSeq
 	h.lastSeen = saved.lastSeen
 	if h.lastSeen == nil {
 		h.lastSeen = make(map[string]store.Seen)
@@ -131,12 +132,13 @@ func (st *state) publish(ev *event, from *client) {
 // deliver fans a public message out and remembers it.
 func (st *state) deliver(s stored) {
 	st.remember(s.ev)
+	st.shown = max(st.shown, s.ev.seq)
 	st.broadcast(s.ev, s.from)
 }
 
 // left records when a user's last session left, for their catch-up.
 func (st *state) left(name string, at time.Time) {
-	seen := store.Seen{At: at, Seq: st.seq}
+	seen := store.Seen{At: at, Seq: st.shown}
 	st.lastSeen[name] = seen
 	if st.opts.stored != nil {
 		log := st.log
@@ -158,7 +160,7 @@ func (st *state) welcome(cli *client) {
 	var lines []*event
 	seen, returning := st.lastSeen[cli.name]
 	if returning && st.users[cli.name].sessions == 1 {
-		missed := st.seq - seen.Seq
+		missed := st.shown - seen.Seq
 		replay := st.after(seen.Seq, st.opts.catchup)
 		switch {
 		case missed == 0:

@@ -285,8 +285,8 @@ func cmdMute(st *state, cli *client, _ *user, arg string) {
 		})
 }
 
-// lift implements /unban and /unmute.
-func lift(st *state, cli *client, arg, verb string, action keys.AuditAction, notFound error, entries func(*keys.Moderation) map[string]keys.Sanction) {
+// lift implements /unban and /unmute; done is verb's past participle.
+func lift(st *state, cli *client, arg, verb, done string, action keys.AuditAction, notFound error, entries func(*keys.Moderation) map[string]keys.Sanction) {
 	name := strings.TrimSpace(arg)
 	if name == "" || strings.Contains(name, " ") {
 		st.notify(cli, fmt.Sprintf("Usage: /%s NAME", verb))
@@ -313,16 +313,16 @@ func lift(st *state, cli *client, arg, verb string, action keys.AuditAction, not
 		return err
 	}
 	st.moderate(cli, keys.AuditRecord{Operator: cli.name, Action: action, Target: t.name}, edit, func(st *state) {
-		st.announce(fmt.Sprintf("%s was %sed by %s.", t.name, verb, cli.name))
+		st.announce(fmt.Sprintf("%s was %s by %s.", t.name, done, cli.name))
 	})
 }
 
 func cmdUnban(st *state, cli *client, _ *user, arg string) {
-	lift(st, cli, arg, "unban", keys.AuditUnban, keys.ErrNotBanned, func(m *keys.Moderation) map[string]keys.Sanction { return m.Bans })
+	lift(st, cli, arg, "unban", "unbanned", keys.AuditUnban, keys.ErrNotBanned, func(m *keys.Moderation) map[string]keys.Sanction { return m.Bans })
 }
 
 func cmdUnmute(st *state, cli *client, _ *user, arg string) {
-	lift(st, cli, arg, "unmute", keys.AuditUnmute, keys.ErrNotMuted, func(m *keys.Moderation) map[string]keys.Sanction { return m.Mutes })
+	lift(st, cli, arg, "unmute", "unmuted", keys.AuditUnmute, keys.ErrNotMuted, func(m *keys.Moderation) map[string]keys.Sanction { return m.Mutes })
 }
 
 func cmdBanned(st *state, cli *client, _ *user, _ string) {

@@ -38,6 +38,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -212,7 +213,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	opts.directory, _ = cfg.Auth.(UserDirectory)
 	if cfg.Store != nil {
-		saved, err := loadSaved(cfg.Store, max(cfg.History, cfg.Catchup, maxHistoryShown))
+		saved, err := loadSaved(cfg.Store, max(cfg.History, cfg.Catchup, maxHistoryShown), cfg.HistoryKeep)
 		if err != nil {
 			return nil, err
 		}
@@ -433,12 +434,18 @@ func (s *Server) refusal(name string, key identityKey) string {
 	return ""
 }
 
-// loadSaved reads what the room needs from the store at start-up.
-func loadSaved(db *store.DB, recent int) (savedHistory, error) {
+// loadSaved reads what the room needs from the store at start-up: the
+// recent messages kept no longer than keep (0 = forever), which the store's
+// writer has yet to prune.
+func loadSaved(db *store.DB, recent int, keep time.Duration) (savedHistory, error) {
 	var saved savedHistory
 	var err error
 	if saved.recent, err = db.Recent(recent); err != nil {
 		return saved, fmt.Errorf("sshchat: reading history: %w", err)
+	}
+	if keep > 0 {
+		cutoff := time.Now().Add(-keep)
+		saved.recent = slices.DeleteFunc(saved.recent, func(m store.Message) bool { return m.At.Before(cutoff) })
 	}
 	if saved.lastSeen, err = db.LastSeen(); err != nil {
 		return saved, fmt.Errorf("sshchat: reading when users last left: %w", err)

@@ -1,0 +1,421 @@
+package sshchat
+
+import (
+	"fmt"
+	"log/slog"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sshchat-dev/sshchat/store"
+)
+
+// Durable history, catch-up and the welcome over real SSH, with a real
+// store in a temporary directory.
+
+// historyFile is an open store and the way to close it, once, whether the test
+// does it to reopen the file or its cleanup does.
+type historyFile struct {
+	*store.DB
+	close func()
+}
+
+// openHistory opens the store in dir. It is closed after the servers the
+// test starts later have shut down (cleanups run last-in first-out), or
+// earlier by close.
+func openHistory(t *testing.T, dir string) historyFile {
+	t.Helper()
+	db, err := store.Open(dir, slog.New(slog.NewTextHandler(testWriter{t}, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	h := historyFile{db, func() {
+		once.Do(func() {
+			if err := db.Close(); err != nil {
+				t.Error(err)
+			}
+		})
+	}}
+	t.Cleanup(h.close)
+	return h
+}
+
+// startWithHistory starts a server that keeps its history in db.
+func startWithHistory(t *testing.T, db *store.DB, tweak func(*Config)) *testServer {
+	t.Helper()
+	return startServer(t, func(c *Config) {
+		c.Store = db
+		if tweak != nil {
+			tweak(c)
+		}
+	})
+}
+
+// shutdown shuts ts down now, rather than in the test's cleanup.
+func (ts *testServer) shutdown() {
+	ts.t.Helper()
+	ctx, cancel := contextWithTimeout(waitLimit)
+	defer cancel()
+	if err := ts.Shutdown(ctx); err != nil {
+		ts.t.Fatal(err)
+	}
+}
+
+// clock matches the HH:MM stamp of a replayed line from today.
+const clock = `\d\d:\d\d`
+
+// replayed matches line as a replayed line from today.
+func replayed(line string) string { return "^" + clock + " " + regexp.QuoteMeta(line) + "$" }
+
+// expectReplay fails unless the next lines are lines, replayed from
+// today.
+func (c *chatter) expectReplay(lines ...string) {
+	c.t.Helper()
+	for _, l := range lines {
+		c.expectMatch(replayed(l))
+	}
+}
+
+// leaving closes c's session, the last of name's, waits for others to see
+// it, and returns the stamps that the time it left may be shown with
+// ("since you left at HH:MM").
+func (c *chatter) leaving(name string, others ...*chatter) []string {
+	c.t.Helper()
+	before := time.Now().UTC().Format(timeLayout)
+	c.leave()
+	for _, o := range others {
+		o.expect(name + " has left")
+	}
+	return []string{before, time.Now().UTC().Format(timeLayout)}
+}
+
+// expectCatchUp fails unless the next line is a catch-up header for n
+// messages, showing shown of them, since a time among stamps.
+func (c *chatter) expectCatchUp(n, shown int, stamps []string) {
+	c.t.Helper()
+	header := fmt.Sprintf(`^%d messages? since you left at (%s):$`, n, clock)
+	if shown < n {
+		header = fmt.Sprintf(`^%d messages? since you left at (%s) \(showing the last %d\):$`, n, clock, shown)
+	}
+	if n == 0 {
+		header = `^No new messages since you left at (` + clock + `)\.$`
+	}
+	if m := c.expectMatch(header); !slices.Contains(stamps, m[1]) {
+		c.t.Fatalf("left at %s, want one of %q", m[1], stamps)
+	}
+}
+
+// A restart keeps the public history and when each user left: a new server
+// on the same file replays it to a newcomer and catches a returning user
+// up.
+func TestHistorySurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	ps := people(t, "alice", "bob", "carol", "dave")
+	db := openHistory(t, dir)
+	first := startWithHistory(t, db.DB, nil)
+	cs := first.enter(ps[0], ps[1], ps[3])
+	alice, bob, dave := cs[0], cs[1], cs[2]
+	alice.say("before the restart")
+	alice.say("/me waves")
+	bob.expect("alice: before the restart", "* alice waves")
+	dave.expect("alice: before the restart", "* alice waves")
+	left := alice.leaving("alice", bob, dave)
+	bob.say("said while alice was away")
+	dave.expect("bob: said while alice was away")
+	first.shutdown()
+	db.close()
+
+	db = openHistory(t, dir)
+	second := startWithHistory(t, db.DB, nil)
+	second.allowPeople(ps...)
+	carol := second.connect(ps[2]) // never here before: the last lines
+	carol.expectReplay("alice: before the restart", "* alice waves", "bob: said while alice was away")
+	carol.expectWelcome("carol", "carol")
+	alice = second.connect(ps[0]) // left before bob's line
+	alice.expectCatchUp(1, 1, left)
+	alice.expectReplay("bob: said while alice was away")
+	alice.expectWelcome("alice", "alice", "carol")
+	bob = second.connect(ps[1]) // was online at the shutdown
+	bob.expectCatchUp(0, 0, []string{time.Now().UTC().Format(timeLayout), time.Now().Add(-time.Minute).UTC().Format(timeLayout)})
+	bob.expectWelcome("bob", "alice", "bob", "carol")
+}
+
+// A returning user is told how many public messages and actions they
+// missed, not counting arrivals, departures and private messages, and sees
+// them, up to Catchup.
+func TestCatchUp(t *testing.T) {
+	tests := []struct {
+		name    string
+		catchup int
+		missed  []string // said by bob while alice is away
+	}{
+		{"none", 100, nil},
+		{"one", 100, []string{"one"}},
+		{"all shown", 100, []string{"one", "/me two", "three"}},
+		{"over the cap", 2, []string{"one", "two", "three", "four"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			db := openHistory(t, t.TempDir())
+			ts := startWithHistory(t, db.DB, func(c *Config) { c.Catchup = tt.catchup })
+			ps := people(t, "alice", "bob", "carol")
+			cs := ts.enter(ps[:2]...)
+			alice, bob := cs[0], cs[1]
+			alice.say("before you go")
+			bob.expect("alice: before you go")
+			left := alice.leaving("alice", bob)
+
+			carol := ts.enter(ps[2])[0] // an arrival: not counted
+			bob.expect("carol has arrived")
+			var shown []string
+			for _, line := range tt.missed {
+				bob.say(line)
+				if text, ok := strings.CutPrefix(line, "/me "); ok {
+					line = "* bob " + text
+				} else {
+					line = "bob: " + line
+				}
+				carol.expect(line)
+				shown = append(shown, line)
+			}
+			bob.say("/msg carol private: not counted")
+			carol.expect("[PM from bob] private: not counted")
+			bob.expect("[PM to carol] private: not counted")
+			carol.leave()
+			bob.expect("carol has left") // a departure: not counted
+
+			alice = ts.connect(ps[0])
+			shown = shown[max(len(shown)-tt.catchup, 0):]
+			alice.expectCatchUp(len(tt.missed), len(shown), left)
+			alice.expectReplay(shown...)
+			alice.expectWelcome("alice", "alice", "bob")
+			bob.expect("alice has arrived")
+		})
+	}
+}
+
+// A user who has never been here gets the last History public lines and
+// no catch-up header.
+func TestFirstTimerGetsRecentHistory(t *testing.T) {
+	db := openHistory(t, t.TempDir())
+	ts := startWithHistory(t, db.DB, func(c *Config) { c.History = 2 })
+	ps := people(t, "alice", "bob")
+	alice := ts.enter(ps[0])[0]
+	for _, line := range []string{"one", "two", "three"} {
+		alice.say(line)
+	}
+	alice.say("/back")
+	alice.expect("Welcome back.") // every line is handled
+	ts.allowPeople(ps[1])
+	bob := ts.connect(ps[1])
+	bob.expectReplay("alice: two", "alice: three")
+	bob.expectWelcome("bob", "alice", "bob")
+}
+
+// Only a user's first session arriving and last leaving are announced; a
+// second session gets the recent lines, not a catch-up.
+func TestExtraSessionsAreSilent(t *testing.T) {
+	db := openHistory(t, t.TempDir())
+	ts := startWithHistory(t, db.DB, func(c *Config) { c.History = 1 })
+	ps := people(t, "alice", "bob", "carol", "dave")
+	cs := ts.enter(ps[:3]...)
+	alice, bob, carol := cs[0], cs[1], cs[2]
+	left := alice.leaving("alice", bob, carol)
+	bob.say("while you were out")
+	bob.say("and another")
+	carol.expect("bob: while you were out", "bob: and another")
+
+	alice = ts.connect(ps[0])
+	alice.expectCatchUp(2, 2, left)
+	alice.expectReplay("bob: while you were out", "bob: and another")
+	alice.expectWelcome("alice", "alice", "bob", "carol")
+	bob.expect("alice has arrived")
+
+	alice2 := ts.connect(ps[0])
+	alice2.expectReplay("bob: and another")
+	alice2.expectWelcome("alice", "alice", "bob", "carol")
+	alice.leave() // alice2 is still here
+	alice2.say("from the second session")
+	bob.expect("alice: from the second session") // nothing announced before it
+	ts.enter(ps[3])
+	bob.expect("dave has arrived")
+	alice2.leave()
+	bob.expect("alice has left") // the last session
+}
+
+// Messages older than HistoryKeep are pruned from the store when the
+// server starts, and are not shown.
+func TestHistoryPruned(t *testing.T) {
+	db := openHistory(t, t.TempDir())
+	now := time.Now()
+	writeHistory(t, db.DB,
+		store.Message{At: now.Add(-72 * time.Hour), From: "alice", Kind: store.Chat, Text: "three days ago"},
+		store.Message{At: now.Add(-25 * time.Hour), From: "bob", Kind: store.Action, Text: "yawns"},
+		store.Message{At: now.Add(-time.Hour), From: "carol", Kind: store.Chat, Text: "an hour ago"},
+	)
+	ts := startWithHistory(t, db.DB, func(c *Config) { c.HistoryKeep = 24 * time.Hour })
+	ps := people(t, "dave")
+	ts.allowPeople(ps...)
+	dave := ts.connect(ps[0])
+	dave.expectReplay("carol: an hour ago")
+	dave.expectWelcome("dave", "dave")
+	if got := dave.reply("/history"); len(got) != 1 || !regexp.MustCompile(replayed("carol: an hour ago")).MatchString(got[0]) {
+		t.Errorf("/history: %q", got)
+	}
+	// The store's writer prunes in the background: wait for it, for a
+	// bounded time.
+	deadline := time.Now().Add(waitLimit)
+	for {
+		msgs, err := db.Recent(10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(msgs) == 1 && msgs[0].Text == "an hour ago" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still stored after %v: %+v", waitLimit, msgs)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// writeHistory writes msgs into db, numbered after what it holds, as an
+// earlier server would have.
+func writeHistory(t *testing.T, db *store.DB, msgs ...store.Message) {
+	t.Helper()
+	for i := range msgs {
+		msgs[i].Seq = db.LastSeq() + uint64(i) + 1
+	}
+	if err := db.Write(store.Batch{Messages: msgs}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// /history N shows the last N stored messages, dated when they are not from
+// today.
+func TestHistoryCommand(t *testing.T) {
+	db := openHistory(t, t.TempDir())
+	old := time.Date(2024, 2, 29, 13, 5, 0, 0, time.UTC)
+	writeHistory(t, db.DB,
+		store.Message{At: old, From: "alice", Kind: store.Chat, Text: "a leap day"},
+		store.Message{At: old.Add(time.Minute), From: "bob", Kind: store.Action, Text: "jumps"},
+	)
+	ts := startWithHistory(t, db.DB, func(c *Config) { c.HistoryKeep = 0 })
+	cs := ts.enter(people(t, "carol", "dave")...)
+	carol := cs[0]
+	carol.say("today")
+	carol.say("/me is here")
+	cs[1].expect("carol: today", "* carol is here") // stored and fanned out
+
+	dated := []string{"^2024-02-29 13:05 alice: a leap day$", `^2024-02-29 13:06 \* bob jumps$`}
+	tests := []struct {
+		cmd  string
+		want []string // patterns
+	}{
+		{"/history", []string{dated[0], dated[1], replayed("carol: today"), replayed("* carol is here")}},
+		{"/history 3", []string{dated[1], replayed("carol: today"), replayed("* carol is here")}},
+		{"/history 1", []string{replayed("* carol is here")}},
+		{"/history 1000", []string{dated[0], dated[1], replayed("carol: today"), replayed("* carol is here")}},
+		{"/history 0", []string{`^Usage: /history \[N\]$`}},
+		{"/history ten", []string{`^Usage: /history \[N\]$`}},
+	}
+	for _, tt := range tests {
+		got := carol.reply(tt.cmd)
+		if len(got) != len(tt.want) {
+			t.Errorf("%s: %q, want %d lines", tt.cmd, got, len(tt.want))
+			continue
+		}
+		for i, w := range tt.want {
+			if !regexp.MustCompile(w).MatchString(got[i]) {
+				t.Errorf("%s line %d: %q, want %q", tt.cmd, i, got[i], w)
+			}
+		}
+	}
+}
+
+// Private messages reach their recipient and are never stored or shown in
+// the history.
+func TestPrivateMessagesNotStored(t *testing.T) {
+	db := openHistory(t, t.TempDir())
+	ts := startWithHistory(t, db.DB, nil)
+	cs := ts.enter(people(t, "alice", "bob")...)
+	alice, bob := cs[0], cs[1]
+	alice.say("/msg bob the password is swordfish")
+	alice.expect("[PM to bob] the password is swordfish")
+	bob.expect("[PM from alice] the password is swordfish")
+	bob.say("/reply got it")
+	alice.expect("[PM from bob] got it")
+	bob.expect("[PM to alice] got it")
+	alice.say("public")
+	bob.expect("alice: public")
+	for _, c := range cs {
+		if got := c.reply("/history"); len(got) != 1 || !regexp.MustCompile(replayed("alice: public")).MatchString(got[0]) {
+			t.Errorf("/history: %q", got)
+		}
+	}
+	ts.shutdown()
+	msgs, err := db.Recent(100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(msgs) != 1 || msgs[0].Text != "public" {
+		t.Errorf("stored: %+v", msgs)
+	}
+}
+
+// heldStore is a storedHistory whose message writes finish only when the
+// test says, to see the room while a message is being stored.
+type heldStore struct {
+	mu   sync.Mutex
+	held []func(error)
+}
+
+func (h *heldStore) Submit(b store.Batch, done func(error)) bool {
+	if len(b.Messages) == 0 {
+		done(nil)
+		return true
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.held = append(h.held, done)
+	return true
+}
+
+// finish completes every write held so far.
+func (h *heldStore) finish() {
+	h.mu.Lock()
+	held := h.held
+	h.held = nil
+	h.mu.Unlock()
+	for _, done := range held {
+		done(nil)
+	}
+}
+
+// A message still being stored when a user leaves reaches them only after
+// they left: it is part of their catch-up, and counted in it.
+func TestCatchUpIncludesMessageStoredAfterLeaving(t *testing.T) {
+	held := &heldStore{}
+	r := newTestRoom(t, roomOptions{history: 20, catchup: 100, stored: held})
+	alice := enter(t, r, "alice", 16)
+	expectEvents(t, alice, welcome("alice", "alice"))
+	bob := enter(t, r, "bob", 16)
+	expectEvents(t, bob, welcome("bob", "alice", "bob"))
+	carol := enter(t, r, "carol", 16)
+	expectEvents(t, carol, welcome("carol", "alice", "bob", "carol"))
+	expectEvents(t, alice, "bob has arrived", "carol has arrived")
+
+	r.say(message{from: bob, text: "in flight"})
+	r.leave(alice)
+	expectQueueClosed(t, alice)
+	held.finish()
+	expectEvents(t, carol, "alice has left", "bob: in flight")
+
+	alice = enter(t, r, "alice", 16)
+	expectEvents(t, alice, "1 message since you left at 15:04:\n15:04 bob: in flight\n"+welcome("alice", "alice", "bob", "carol"))
+}
