@@ -221,8 +221,8 @@ func cmdKick(st *state, cli *client, _ *user, arg string) {
 		why += ": " + reason
 	}
 	st.moderate(cli, keys.AuditRecord{Operator: cli.name, Action: keys.AuditKick, Target: t.name, Reason: reason}, nil, func(st *state) {
-		st.announce(fmt.Sprintf("%s was kicked by %s%s.", t.name, cli.name, parenthesised(reason)))
 		st.dropUser(t.name, hangup{notice: why + ".", closeConn: true})
+		st.announce(fmt.Sprintf("%s was kicked by %s%s.", t.name, cli.name, parenthesised(reason)))
 	})
 }
 
@@ -270,8 +270,8 @@ func cmdBan(st *state, cli *client, _ *user, arg string) {
 			return func(m *keys.Moderation) error { m.Bans[strings.ToLower(s.Target)] = s; return nil }
 		},
 		func(st *state, s keys.Sanction) {
-			st.announce(s.Target + " was banned" + sanctionDetails(s) + ".")
 			st.dropUser(s.Target, hangup{notice: bannedNotice(s), closeConn: true})
+			st.announce(s.Target + " was banned" + sanctionDetails(s) + ".")
 		})
 }
 
