@@ -59,7 +59,7 @@ func TestSIGHUP(t *testing.T) {
 			} else {
 				p.logs.waitFor(`msg="terminal hung up: shutting down`)
 			}
-			skipTo(t, a, "The server is shutting down. Bye!")
+			skipTo(t, a, "-!- The server is shutting down. Bye!")
 			if err := p.wait(); err != nil {
 				t.Fatalf("exit: %v", err)
 			}
@@ -81,7 +81,7 @@ func TestClosedStderr(t *testing.T) {
 
 	p.stderr.Close()
 	p.signal(syscall.SIGINT)
-	expectLine(t, a, "The server is shutting down. Bye!")
+	expectLine(t, a, "-!- The server is shutting down. Bye!")
 	if err := p.wait(); err != nil {
 		t.Fatalf("exit: %v", err)
 	}

@@ -230,7 +230,7 @@ func TestMetricsEndpoint(t *testing.T) {
 		t.Errorf("GET /healthz while shutting down: %d %q, want 503", code, body)
 	}
 	close(hold.release)
-	skipTo(t, lines, "The server is shutting down. Bye!")
+	skipTo(t, lines, "-!- The server is shutting down. Bye!")
 	select {
 	case err := <-served:
 		if err != nil {

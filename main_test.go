@@ -161,8 +161,8 @@ func TestServeAsANewcomer(t *testing.T) {
 	expectLine(t, a, "bob has arrived")
 
 	p.signal(syscall.SIGTERM)
-	expectLine(t, a, "The server is shutting down. Bye!")
-	expectLine(t, b, "The server is shutting down. Bye!")
+	expectLine(t, a, "-!- The server is shutting down. Bye!")
+	expectLine(t, b, "-!- The server is shutting down. Bye!")
 	if err := p.wait(); err != nil {
 		t.Fatalf("exit: %v", err)
 	}
@@ -371,9 +371,9 @@ func dialChatClient(t *testing.T, addr string, signer gossh.Signer) (*gossh.Clie
 // online.
 func expectWelcome(t *testing.T, lines <-chan string, name string, online ...string) {
 	t.Helper()
-	expectLine(t, lines, fmt.Sprintf("%d online: %s", len(online), strings.Join(online, ", ")))
-	expectLine(t, lines, "Type /help for commands.")
-	expectLine(t, lines, "You are "+name)
+	expectLine(t, lines, fmt.Sprintf("-!- %d online: %s", len(online), strings.Join(online, ", ")))
+	expectLine(t, lines, "-!- Type /help for commands.")
+	expectLine(t, lines, "-!- You are "+name)
 }
 
 func expectLine(t *testing.T, lines <-chan string, want string) {

@@ -11,7 +11,7 @@ func TestCommands(t *testing.T) {
 	a, b, c := cs[0], cs[1], cs[2]
 
 	a.say("/help")
-	if got := a.next(); !strings.HasPrefix(got, "Commands") {
+	if got := a.next(); !strings.HasPrefix(got, "-!- Commands") {
 		t.Fatalf("help starts %q", got)
 	}
 	help := []string{}
@@ -25,33 +25,33 @@ func TestCommands(t *testing.T) {
 	}
 
 	a.say("/names")
-	a.expect("3 online: alice, bob, carol")
+	a.expect("-!- 3 online: alice, bob, carol")
 
 	a.say("/me waves")
 	b.expect("* alice waves")
 	c.expect("* alice waves")
 
 	a.say("/msg bob secret")
-	a.expect("[PM to bob] secret")
+	a.expect("-!- [PM to bob] secret")
 	b.expect("[PM from alice] secret")
 	b.say("/reply back at you")
-	b.expect("[PM to alice] back at you")
+	b.expect("-!- [PM to alice] back at you")
 	a.expect("[PM from bob] back at you")
 	a.say("/msg nobody hi")
-	a.expect("No one called nobody is online.")
+	a.expect("-!- No one called nobody is online.")
 
 	c.say("/away lunch")
-	c.expect("You are marked away: lunch")
+	c.expect("-!- You are marked away: lunch")
 	a.say("/names")
-	a.expect("3 online: alice, bob, carol (away: lunch)")
+	a.expect("-!- 3 online: alice, bob, carol (away: lunch)")
 	a.say("/msg carol you there?")
-	a.expect("[PM to carol] you there?", "carol is away: lunch")
+	a.expect("-!- [PM to carol] you there?", "-!- carol is away: lunch")
 	c.expect("[PM from alice] you there?")
 	c.say("/back")
-	c.expect("Welcome back.")
+	c.expect("-!- Welcome back.")
 
 	a.say("/nope")
-	a.expect("Unknown command /nope; try /help.")
+	a.expect("-!- Unknown command /nope; try /help.")
 	a.say("//slashes are fine")
 	b.expect("alice: /slashes are fine")
 	// carol never saw the private messages: her next line is this one.

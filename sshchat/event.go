@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"hash/fnv"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -28,7 +29,6 @@ type event struct {
 	text     string
 	at       time.Time
 	seq      uint64 // public messages: their place in the room's history
-	isReplay bool   // scrollback shown on join
 	withDate bool   // a replayed line from before today
 	sampled  bool   // its delivery lag is measured
 	line     []byte // line-mode rendering, with its newline
@@ -59,15 +59,15 @@ func groupEvent(evs []*event) *event {
 	return g
 }
 
-// replay returns a copy of ev marked as scrollback, which is shown with its
-// time even in line mode, and its date if it is not from the day of now.
+// replay returns ev as scrollback: a terminal shows a line from another day
+// than now with its date, so that is a copy marked withDate. In line mode a
+// replayed line has the shape of a live one.
 func (ev *event) replay(now time.Time) *event {
+	if ev.at.UTC().Format(time.DateOnly) == now.UTC().Format(time.DateOnly) {
+		return ev
+	}
 	r := *ev
-	r.isReplay = true
-	y1, m1, d1 := ev.at.UTC().Date()
-	y2, m2, d2 := now.UTC().Date()
-	r.withDate = y1 != y2 || m1 != m2 || d1 != d2
-	r.line = r.render(make([]byte, 0, len(r.from)+len(r.text)+lineOverhead), lineMode)
+	r.withDate = true
 	return &r
 }
 
@@ -97,7 +97,7 @@ func (ev *event) render(buf []byte, st style) []byte {
 		}
 		return buf
 	}
-	if ev.kind != eventNotice && (st.terminal || ev.isReplay) {
+	if ev.kind != eventNotice && st.terminal {
 		layout := timeLayout
 		if ev.withDate {
 			layout = dateTimeLayout
@@ -127,10 +127,24 @@ func (ev *event) render(buf []byte, st style) []byte {
 		buf = append(name(buf), "] "...)
 		buf = append(buf, ev.text...)
 	case eventNotice:
-		buf = append(buf, ev.text...)
+		if st.terminal {
+			buf = append(buf, ev.text...)
+			break
+		}
+		// In line mode every line of a notice is marked, so that a program
+		// can tell the server's words from the users'.
+		for i, line := range strings.Split(ev.text, "\n") {
+			if i > 0 {
+				buf = append(buf, '\n')
+			}
+			buf = append(append(buf, noticeMarker...), line...)
+		}
 	}
 	return append(buf, '\n')
 }
+
+// noticeMarker starts every line of a server notice in line mode.
+const noticeMarker = "-!- "
 
 // palette holds 256-colour indexes that read well on dark and light
 // backgrounds.

@@ -92,7 +92,7 @@ func TestExecNamesHistoryHelp(t *testing.T) {
 	cs[1].say("second")
 	cs[0].expect("bob: second")
 	cs[0].say("/away lunch")
-	cs[0].expect("You are marked away: lunch")
+	cs[0].expect("-!- You are marked away: lunch")
 	carol := ts.user("carol")
 
 	out, _, status := ts.run(t, carol, "names", "")
@@ -187,7 +187,7 @@ func TestExecTail(t *testing.T) {
 	}
 	// tail is not announced, and sees what is said from now on.
 	b.say("/names")
-	b.expect("1 online: bob")
+	b.expect("-!- 1 online: bob")
 	b.say("hello tail")
 	{
 		line := next()

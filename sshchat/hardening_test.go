@@ -117,7 +117,7 @@ func TestLongLines(t *testing.T) {
 	a, b := cs[0], cs[1]
 
 	a.say(strings.Repeat("x", 65))
-	a.expect("That line was longer than 64 bytes and was not sent.")
+	a.expect("-!- That line was longer than 64 bytes and was not sent.")
 	a.say(strings.Repeat("y", 64))
 	b.expect("alice: " + strings.Repeat("y", 64))
 
@@ -125,7 +125,7 @@ func TestLongLines(t *testing.T) {
 	// buffered; the line after it is fine.
 	a.typeKeys(strings.Repeat("z", 1<<20))
 	a.say("")
-	a.expect("That line was longer than 64 bytes and was not sent.")
+	a.expect("-!- That line was longer than 64 bytes and was not sent.")
 	a.say("still here")
 	b.expect("alice: still here")
 }
@@ -140,7 +140,7 @@ func TestRateLimit(t *testing.T) {
 	b.expect("alice: flood 0", "alice: flood 1", "alice: flood 2")
 	// Told once, not once per dropped line; commands count too, so /names
 	// gets no answer.
-	a.expect("Slow down: at most 0.001 messages per second; that line was not sent.")
+	a.expect("-!- Slow down: at most 0.001 messages per second; that line was not sent.")
 	a.say("/names")
 	a.say("/quit")
 	a.expectEnd()
@@ -210,7 +210,7 @@ func TestConnectionLimits(t *testing.T) {
 		ts := startServer(t, func(c *Config) { c.MaxSessionsPerUser = 1 })
 		alice := ts.user("alice")
 		ts.join(alice)
-		ts.open(alice, false).expectEnd("Too many sessions for alice (at most 1).")
+		ts.open(alice, false).expectEnd("-!- Too many sessions for alice (at most 1).")
 	})
 }
 
@@ -243,7 +243,7 @@ func TestLoginGrace(t *testing.T) {
 func TestIdleTimeout(t *testing.T) {
 	ts := startServer(t, func(c *Config) { c.IdleTimeout = 300 * time.Millisecond })
 	a := ts.join(ts.user("alice"))
-	a.expectEnd("Disconnected after 300ms without a message.")
+	a.expectEnd("-!- Disconnected after 300ms without a message.")
 }
 
 // floodLine is near the default line limit, so a few thousand fill an SSH
@@ -393,7 +393,7 @@ func TestShutdownWithManyUsers(t *testing.T) {
 		cs = append(cs, startChat(t, client, false))
 	}
 	for _, c := range cs {
-		c.skipUntil("You are ")
+		c.skipUntil("-!- You are ")
 	}
 	start := time.Now()
 	ctx, cancel := contextWithTimeout(waitLimit)
@@ -402,7 +402,7 @@ func TestShutdownWithManyUsers(t *testing.T) {
 		t.Fatalf("Shutdown: %v", err)
 	}
 	for _, c := range cs {
-		c.skipUntil("The server is shutting down.")
+		c.skipUntil("-!- The server is shutting down.")
 		c.expectEnd()
 	}
 	t.Logf("shutdown with %d users took %v", n, time.Since(start))

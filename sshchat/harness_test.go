@@ -152,7 +152,7 @@ func (c *chatter) stopReading() { close(c.stop) }
 func (ts *testServer) join(signer gossh.Signer) *chatter {
 	ts.t.Helper()
 	c := ts.open(signer, false)
-	c.skipUntil("You are ")
+	c.skipUntil("-!- You are ")
 	return c
 }
 
@@ -272,7 +272,7 @@ func (c *chatter) next() string {
 // of name, with the users online.
 func (c *chatter) expectWelcome(name string, online ...string) {
 	c.t.Helper()
-	c.expect(fmt.Sprintf("%d online: %s", len(online), strings.Join(online, ", ")), "Type /help for commands.", "You are "+name)
+	c.expect(fmt.Sprintf("-!- %d online: %s", len(online), strings.Join(online, ", ")), "-!- Type /help for commands.", "-!- You are "+name)
 }
 
 // expect fails unless the next lines are exactly want, in order.

@@ -65,11 +65,12 @@ func (ts *testServer) shutdown() {
 	}
 }
 
-// clock matches the HH:MM stamp of a replayed line from today.
+// clock matches the HH:MM of a catch-up header.
 const clock = `\d\d:\d\d`
 
-// replayed matches line as a replayed line from today.
-func replayed(line string) string { return "^" + clock + " " + regexp.QuoteMeta(line) + "$" }
+// replayed matches line replayed in line mode, where it has the shape of a
+// live line.
+func replayed(line string) string { return "^" + regexp.QuoteMeta(line) + "$" }
 
 // expectReplay fails unless the next lines are lines, replayed from
 // today.
@@ -97,12 +98,12 @@ func (c *chatter) leaving(name string, others ...*chatter) []string {
 // messages, showing shown of them, since a time among stamps.
 func (c *chatter) expectCatchUp(n, shown int, stamps []string) {
 	c.t.Helper()
-	header := fmt.Sprintf(`^%d messages? since you left at (%s):$`, n, clock)
+	header := fmt.Sprintf(`^-!- %d messages? since you left at (%s):$`, n, clock)
 	if shown < n {
-		header = fmt.Sprintf(`^%d messages? since you left at (%s) \(showing the last %d\):$`, n, clock, shown)
+		header = fmt.Sprintf(`^-!- %d messages? since you left at (%s) \(showing the last %d\):$`, n, clock, shown)
 	}
 	if n == 0 {
-		header = `^No new messages since you left at (` + clock + `)\.$`
+		header = `^-!- No new messages since you left at (` + clock + `)\.$`
 	}
 	if m := c.expectMatch(header); !slices.Contains(stamps, m[1]) {
 		c.t.Fatalf("left at %s, want one of %q", m[1], stamps)
@@ -184,7 +185,7 @@ func TestCatchUp(t *testing.T) {
 			}
 			bob.say("/msg carol private: not counted")
 			carol.expect("[PM from bob] private: not counted")
-			bob.expect("[PM to carol] private: not counted")
+			bob.expect("-!- [PM to carol] private: not counted")
 			carol.leave()
 			bob.expect("carol has left") // a departure: not counted
 
@@ -208,8 +209,13 @@ func TestFirstTimerGetsRecentHistory(t *testing.T) {
 	for _, line := range []string{"one", "two", "three"} {
 		alice.say(line)
 	}
-	alice.say("/back")
-	alice.expect("Welcome back.") // every line is handled
+	// Every line is handled once /history shows the last: a message is
+	// fanned out, and so remembered, once stored.
+	for deadline := time.Now().Add(waitLimit); !slices.Contains(alice.reply("/history 1"), "alice: three"); {
+		if time.Now().After(deadline) {
+			t.Fatal("alice's lines never stored")
+		}
+	}
 	ts.allowPeople(ps[1])
 	bob := ts.connect(ps[1])
 	bob.expectReplay("alice: two", "alice: three")
@@ -312,7 +318,9 @@ func TestHistoryCommand(t *testing.T) {
 	carol.say("/me is here")
 	cs[1].expect("carol: today", "* carol is here") // stored and fanned out
 
-	dated := []string{"^2024-02-29 13:05 alice: a leap day$", `^2024-02-29 13:06 \* bob jumps$`}
+	// In line mode replayed lines have the shape of live ones (a terminal
+	// shows their dates: TestHistoryDatesInTerminal).
+	dated := []string{"^alice: a leap day$", `^\* bob jumps$`}
 	tests := []struct {
 		cmd  string
 		want []string // patterns
@@ -321,8 +329,8 @@ func TestHistoryCommand(t *testing.T) {
 		{"/history 3", []string{dated[1], replayed("carol: today"), replayed("* carol is here")}},
 		{"/history 1", []string{replayed("* carol is here")}},
 		{"/history 1000", []string{dated[0], dated[1], replayed("carol: today"), replayed("* carol is here")}},
-		{"/history 0", []string{`^Usage: /history \[N\]$`}},
-		{"/history ten", []string{`^Usage: /history \[N\]$`}},
+		{"/history 0", []string{`^-!- Usage: /history \[N\]$`}},
+		{"/history ten", []string{`^-!- Usage: /history \[N\]$`}},
 	}
 	for _, tt := range tests {
 		got := carol.reply(tt.cmd)
@@ -346,11 +354,11 @@ func TestPrivateMessagesNotStored(t *testing.T) {
 	cs := ts.enter(people(t, "alice", "bob")...)
 	alice, bob := cs[0], cs[1]
 	alice.say("/msg bob the password is swordfish")
-	alice.expect("[PM to bob] the password is swordfish")
+	alice.expect("-!- [PM to bob] the password is swordfish")
 	bob.expect("[PM from alice] the password is swordfish")
 	bob.say("/reply got it")
 	alice.expect("[PM from bob] got it")
-	bob.expect("[PM to alice] got it")
+	bob.expect("-!- [PM to alice] got it")
 	alice.say("public")
 	bob.expect("alice: public")
 	for _, c := range cs {
@@ -417,5 +425,5 @@ func TestCatchUpIncludesMessageStoredAfterLeaving(t *testing.T) {
 	expectEvents(t, carol, "alice has left", "bob: in flight")
 
 	alice = enter(t, r, "alice", 16)
-	expectEvents(t, alice, "1 message since you left at 15:04:\n15:04 bob: in flight\n"+welcome("alice", "alice", "bob", "carol"))
+	expectEvents(t, alice, "-!- 1 message since you left at 15:04:\nbob: in flight\n"+welcome("alice", "alice", "bob", "carol"))
 }

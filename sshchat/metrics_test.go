@@ -37,7 +37,7 @@ func TestMetrics(t *testing.T) {
 	for range 40 {
 		a.say("flood")
 	}
-	a.skipUntil("Slow down")
+	a.skipUntil("-!- Slow down")
 
 	for _, tt := range []struct {
 		name string

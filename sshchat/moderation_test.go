@@ -153,7 +153,7 @@ func (c *chatter) reply(cmd string) []string {
 	c.say(cmd)
 	c.say("/back")
 	var lines []string
-	for line := c.next(); line != "Welcome back."; line = c.next() {
+	for line := c.next(); line != "-!- Welcome back."; line = c.next() {
 		lines = append(lines, line)
 	}
 	return lines
@@ -224,7 +224,7 @@ func TestOperatorCommandsRefusedToOthers(t *testing.T) {
 	for _, cmd := range []string{"/kick alice", "/mute alice 10m", "/unmute alice", "/ban alice", "/unban alice", "/banned", "/op bob", "/deop alice", "/motd hello"} {
 		name, _, _ := strings.Cut(cmd, " ")
 		bob.say(cmd)
-		bob.expect("Only operators can use " + name + ".")
+		bob.expect("-!- Only operators can use " + name + ".")
 	}
 	// Nothing was written, and bob did not become an operator.
 	if _, err := os.Stat(moderationPath(dir)); !os.IsNotExist(err) {
@@ -245,7 +245,7 @@ func TestOperatorCommandsOnUnknownNames(t *testing.T) {
 	alice := ts.enter(people(t, "alice")...)[0]
 	for _, cmd := range []string{"/kick nobody", "/mute nobody", "/unmute nobody", "/ban nobody 1h", "/unban nobody", "/op nobody", "/deop @nobody"} {
 		alice.say(cmd)
-		alice.expect("There is no user called nobody.")
+		alice.expect("-!- There is no user called nobody.")
 	}
 }
 
@@ -259,10 +259,10 @@ func TestKick(t *testing.T) {
 	bob2 := ts.join(ps[1].signer) // a second session: silent
 
 	alice.say("/kick bob spamming the room")
-	bob.expectEnd("You were kicked by alice: spamming the room.")
-	bob2.expectEnd("You were kicked by alice: spamming the room.")
+	bob.expectEnd("-!- You were kicked by alice: spamming the room.")
+	bob2.expectEnd("-!- You were kicked by alice: spamming the room.")
 	for _, c := range []*chatter{alice, carol} {
-		c.expect("bob has left", "bob was kicked by alice (spamming the room).")
+		c.expect("bob has left", "-!- bob was kicked by alice (spamming the room).")
 	}
 
 	// A kick is not a ban.
@@ -270,12 +270,12 @@ func TestKick(t *testing.T) {
 	alice.expect("bob has arrived")
 	carol.expect("bob has arrived")
 	alice.say("/kick bob")
-	bob.expectEnd("You were kicked by alice.")
-	carol.expect("bob has left", "bob was kicked by alice.")
+	bob.expectEnd("-!- You were kicked by alice.")
+	carol.expect("bob has left", "-!- bob was kicked by alice.")
 
 	alice.say("/kick dave")
-	alice.skipUntil("bob was kicked by alice.")
-	alice.expect("dave is not online.")
+	alice.skipUntil("-!- bob was kicked by alice.")
+	alice.expect("-!- dave is not online.")
 
 	want := []auditSummary{
 		{"alice", keys.AuditKick, "bob", "spamming the room", false},
@@ -294,14 +294,14 @@ func TestMute(t *testing.T) {
 	alice, bob, carol := cs[0], cs[1], cs[2]
 
 	alice.say("/mute bob 10m flooding")
-	muted := "^bob was muted by alice until " + untilPattern + ` \(flooding\)\.$`
+	muted := "^-!- bob was muted by alice until " + untilPattern + ` \(flooding\)\.$`
 	for _, c := range cs {
 		c.expectMatch(muted)
 	}
 	bob.say("can you hear me?")
-	bob.expectMatch(`^You are muted by alice until ` + untilPattern + ` \(flooding\); that line was not sent\. You can still read\.$`)
+	bob.expectMatch(`^-!- You are muted by alice until ` + untilPattern + ` \(flooding\); that line was not sent\. You can still read\.$`)
 	bob.say("/me shouts")
-	bob.expectMatch(`^You are muted by alice`)
+	bob.expectMatch(`^-!- You are muted by alice`)
 	if _, stderr, status := ts.run(t, ps[1].signer, "say from a script", ""); status != exitRefused || !strings.Contains(stderr, "muted") {
 		t.Errorf("exec say while muted: status %d, stderr %q", status, stderr)
 	}
@@ -311,14 +311,14 @@ func TestMute(t *testing.T) {
 
 	alice.say("/unmute bob")
 	for _, c := range cs {
-		c.expect("bob was unmuted by alice.")
+		c.expect("-!- bob was unmuted by alice.")
 	}
 	bob.say("thanks")
 	carol.expect("bob: thanks")
 	alice.expect("bob: thanks")
 
 	alice.say("/unmute bob")
-	alice.expectMatch(`^Could not unmute bob: .*not muted`)
+	alice.expectMatch(`^-!- Could not unmute bob: .*not muted`)
 
 	want := []auditSummary{
 		{"alice", keys.AuditMute, "bob", "flooding", true},
@@ -335,8 +335,8 @@ func TestMuteExpires(t *testing.T) {
 	cs := ts.enter(people(t, "alice", "bob")...)
 	alice, bob := cs[0], cs[1]
 	alice.say("/mute bob 1s")
-	bob.expectMatch(`^bob was muted by alice until `)
-	alice.expectMatch(`^bob was muted by alice until `)
+	bob.expectMatch(`^-!- bob was muted by alice until `)
+	alice.expectMatch(`^-!- bob was muted by alice until `)
 
 	// The expiry is a moment on the clock: ask until the room lets bob
 	// speak, for a bounded time.
@@ -346,7 +346,7 @@ func TestMuteExpires(t *testing.T) {
 	for {
 		if lines := bob.reply("am I back?"); len(lines) == 0 {
 			break
-		} else if !strings.HasPrefix(lines[0], "You are muted by alice") {
+		} else if !strings.HasPrefix(lines[0], "-!- You are muted by alice") {
 			t.Fatalf("got %q while muted", lines)
 		}
 		if time.Now().After(deadline) {
@@ -383,7 +383,7 @@ func TestSanctionDurations(t *testing.T) {
 			alice := ts.enter(people(t, "alice")...)[0]
 			ts.allowPeople(people(t, "bob")...) // offline: bans and mutes still apply
 			alice.say(tt.cmd)
-			alice.skipUntil("bob was ")
+			alice.skipUntil("-!- bob was ")
 
 			m, err := keys.LoadModeration(moderationPath(dir))
 			if err != nil {
@@ -422,13 +422,13 @@ func TestBanAndUnban(t *testing.T) {
 
 	alice.say("/ban bob 2h trolling")
 	banned := ` by alice until ` + untilPattern + ` \(trolling\)\.$`
-	bob.expectEndMatching("^You are banned" + banned)
+	bob.expectEndMatching("^-!- You are banned" + banned)
 	for _, c := range []*chatter{alice, carol} {
 		c.expect("bob has left")
-		c.expectMatch("^bob was banned" + banned)
+		c.expectMatch("^-!- bob was banned" + banned)
 	}
 	// A new login is refused, saying why; the key is still allowed.
-	ts.connect(ps[1]).expectEndMatching("^You are banned" + banned)
+	ts.connect(ps[1]).expectEndMatching("^-!- You are banned" + banned)
 	if _, ok := ts.allow.Lookup(ps[1].signer.PublicKey()); !ok {
 		t.Fatal("the ban removed bob's key")
 	}
@@ -439,12 +439,12 @@ func TestBanAndUnban(t *testing.T) {
 
 	// Someone offline can be banned too.
 	alice.say("/ban dave")
-	alice.expect("dave was banned by alice.")
-	ts.connect(ps[3]).expectEnd("You are banned by alice.")
+	alice.expect("-!- dave was banned by alice.")
+	ts.connect(ps[3]).expectEnd("-!- You are banned by alice.")
 
 	alice.say("/unban bob")
-	alice.expect("bob was unbanned by alice.")
-	carol.skipUntil("bob was unbanned by alice.")
+	alice.expect("-!- bob was unbanned by alice.")
+	carol.skipUntil("-!- bob was unbanned by alice.")
 	bob = ts.join(ps[1].signer)
 	carol.expect("bob has arrived")
 	bob.say("I am back")
@@ -452,7 +452,7 @@ func TestBanAndUnban(t *testing.T) {
 
 	alice.skipUntil("bob: I am back")
 	alice.say("/unban bob")
-	alice.expectMatch(`^Could not unban bob: .*not banned`)
+	alice.expectMatch(`^-!- Could not unban bob: .*not banned`)
 }
 
 // An operator cannot be kicked, banned or muted by another until /deop.
@@ -463,19 +463,19 @@ func TestOperatorsProtectEachOther(t *testing.T) {
 	alice, carol := cs[0], cs[1]
 	for _, verb := range []string{"kick", "ban", "mute"} {
 		alice.say("/" + verb + " carol enough")
-		alice.expect("carol is an operator: /deop carol first to " + verb + " them.")
+		alice.expect("-!- carol is an operator: /deop carol first to " + verb + " them.")
 	}
 	alice.say("/deop carol")
 	for _, c := range cs {
-		c.expect("carol is no longer an operator (by alice).")
+		c.expect("-!- carol is no longer an operator (by alice).")
 	}
 	if ops, err := keys.LoadOps(opsPath(dir)); err != nil || !slices.Equal(ops.Names(), []string{"alice"}) {
 		t.Fatalf("ops file after /deop: %v, %v", ops, err)
 	}
 	carol.say("/kick alice")
-	carol.expect("Only operators can use /kick.")
+	carol.expect("-!- Only operators can use /kick.")
 	alice.say("/kick carol enough")
-	carol.expectEnd("You were kicked by alice: enough.")
+	carol.expectEnd("-!- You were kicked by alice: enough.")
 }
 
 // /op and /deop edit the ops file, and /help and /names follow it.
@@ -488,9 +488,11 @@ func TestOpDeopHelpAndNames(t *testing.T) {
 	help := func(c *chatter) (ordinary, operator bool) {
 		t.Helper()
 		lines := c.reply("/help")
-		return slices.ContainsFunc(lines, func(l string) bool { return strings.HasPrefix(strings.TrimSpace(l), "/msg NAME TEXT") }),
+		return slices.ContainsFunc(lines, func(l string) bool {
+				return strings.HasPrefix(strings.TrimSpace(strings.TrimPrefix(l, "-!- ")), "/msg NAME TEXT")
+			}),
 			slices.ContainsFunc(lines, func(l string) bool {
-				return l == "Operator commands:" || strings.HasPrefix(strings.TrimSpace(l), "/kick ")
+				return l == "-!- Operator commands:" || strings.HasPrefix(strings.TrimSpace(strings.TrimPrefix(l, "-!- ")), "/kick ")
 			})
 	}
 	if ordinary, operator := help(bob); !ordinary || operator {
@@ -500,11 +502,11 @@ func TestOpDeopHelpAndNames(t *testing.T) {
 		t.Errorf("alice's /help: ordinary commands %v, operator commands %v; want both", ordinary, operator)
 	}
 	bob.say("/names")
-	bob.expect("3 online: alice (op), bob, carol")
+	bob.expect("-!- 3 online: alice (op), bob, carol")
 
 	alice.say("/op bob")
 	for _, c := range cs {
-		c.expect("bob is now an operator (by alice).")
+		c.expect("-!- bob is now an operator (by alice).")
 	}
 	if ops, err := keys.LoadOps(opsPath(dir)); err != nil || !slices.Equal(ops.Names(), []string{"alice", "bob"}) {
 		t.Fatalf("ops file after /op: %v, %v", ops, err)
@@ -513,20 +515,20 @@ func TestOpDeopHelpAndNames(t *testing.T) {
 		t.Error("bob's /help has no operator commands once he is one")
 	}
 	bob.say("/names")
-	bob.expect("3 online: alice (op), bob (op), carol")
+	bob.expect("-!- 3 online: alice (op), bob (op), carol")
 	alice.say("/op bob")
-	alice.expect("bob is already an operator.")
+	alice.expect("-!- bob is already an operator.")
 
 	bob.say("/deop alice")
 	for _, c := range cs {
-		c.expect("alice is no longer an operator (by bob).")
+		c.expect("-!- alice is no longer an operator (by bob).")
 	}
 	alice.say("/deop bob")
-	alice.expect("Only operators can use /deop.")
+	alice.expect("-!- Only operators can use /deop.")
 	bob.say("/deop alice")
-	bob.expect("alice is already not an operator.")
+	bob.expect("-!- alice is already not an operator.")
 	alice.say("/names")
-	alice.expect("3 online: alice, bob (op), carol")
+	alice.expect("-!- 3 online: alice, bob (op), carol")
 
 	want := []auditSummary{
 		{"alice", keys.AuditOp, "bob", "", false},
@@ -545,15 +547,15 @@ func TestMOTD(t *testing.T) {
 	ts.allowPeople(ps[1:]...)
 
 	alice.say("/motd Be kind; no spoilers.")
-	alice.expect("alice set the message of the day: Be kind; no spoilers.")
+	alice.expect("-!- alice set the message of the day: Be kind; no spoilers.")
 	bob := ts.connect(ps[1])
-	bob.expect("Message of the day: Be kind; no spoilers.")
+	bob.expect("-!- Message of the day: Be kind; no spoilers.")
 	bob.expectWelcome("bob", "alice", "bob")
 	alice.expect("bob has arrived")
 
 	alice.say("/motd off")
-	alice.expect("alice removed the message of the day.")
-	bob.expect("alice removed the message of the day.")
+	alice.expect("-!- alice removed the message of the day.")
+	bob.expect("-!- alice removed the message of the day.")
 	ts.connect(ps[2]).expectWelcome("carol", "alice", "bob", "carol")
 
 	want := []auditSummary{
@@ -571,21 +573,21 @@ func TestBannedList(t *testing.T) {
 	ts := startModerated(t, t.TempDir(), "alice")
 	alice := ts.enter(people(t, "alice")...)[0]
 	ts.allowPeople(people(t, "bob", "carol", "dave")...)
-	if got := alice.reply("/banned"); !slices.Equal(got, []string{"0 banned:", "0 muted:"}) {
+	if got := alice.reply("/banned"); !slices.Equal(got, []string{"-!- 0 banned:", "-!- 0 muted:"}) {
 		t.Fatalf("/banned with none: %q", got)
 	}
 	for _, cmd := range []string{"/ban dave", "/ban bob 2h30m trolling", "/mute carol 10m caps lock"} {
 		alice.say(cmd)
-		alice.expectMatch(`^\w+ was (banned|muted) by alice`)
+		alice.expectMatch(`^-!- \w+ was (banned|muted) by alice`)
 	}
 	got := alice.reply("/banned")
 	const at = `\d{4}-\d\d-\d\d \d\d:\d\d`
 	want := []string{
-		`^2 banned:$`,
-		`^  bob by alice at ` + at + `, until ` + at + ` \(trolling\)$`,
-		`^  dave by alice at ` + at + `, until lifted$`,
-		`^1 muted:$`,
-		`^  carol by alice at ` + at + `, until ` + at + ` \(caps lock\)$`,
+		`^-!- 2 banned:$`,
+		`^-!-   bob by alice at ` + at + `, until ` + at + ` \(trolling\)$`,
+		`^-!-   dave by alice at ` + at + `, until lifted$`,
+		`^-!- 1 muted:$`,
+		`^-!-   carol by alice at ` + at + `, until ` + at + ` \(caps lock\)$`,
 	}
 	if len(got) != len(want) {
 		t.Fatalf("/banned:\n%s", strings.Join(got, "\n"))
@@ -614,11 +616,11 @@ func TestModerationSurvivesRestart(t *testing.T) {
 	cs := first.enter(ps[:3]...)
 	alice := cs[0]
 	alice.say("/ban bob no trolls")
-	alice.skipUntil("bob was banned by alice (no trolls).")
+	alice.skipUntil("-!- bob was banned by alice (no trolls).")
 	alice.say("/mute carol 1h too loud")
-	alice.skipUntil("carol was muted by alice")
+	alice.skipUntil("-!- carol was muted by alice")
 	alice.say("/motd Welcome back.")
-	alice.expect("alice set the message of the day: Welcome back.")
+	alice.expect("-!- alice set the message of the day: Welcome back.")
 	ctx, cancel := contextWithTimeout(waitLimit)
 	defer cancel()
 	if err := first.Shutdown(ctx); err != nil {
@@ -627,16 +629,16 @@ func TestModerationSurvivesRestart(t *testing.T) {
 
 	second := startModerated(t, dir)
 	second.allowPeople(ps...)
-	second.connect(ps[1]).expectEnd("You are banned by alice (no trolls).")
+	second.connect(ps[1]).expectEnd("-!- You are banned by alice (no trolls).")
 	carol := second.connect(ps[2])
-	carol.expect("Message of the day: Welcome back.")
+	carol.expect("-!- Message of the day: Welcome back.")
 	carol.expectWelcome("carol", "carol")
 	carol.say("still muted?")
-	carol.expectMatch(`^You are muted by alice until ` + untilPattern + ` \(too loud\); that line was not sent`)
+	carol.expectMatch(`^-!- You are muted by alice until ` + untilPattern + ` \(too loud\); that line was not sent`)
 	alice = second.join(ps[0].signer)
 	carol.expect("alice has arrived")
 	alice.say("/unmute carol")
-	carol.expect("carol was unmuted by alice.")
+	carol.expect("-!- carol was unmuted by alice.")
 	carol.say("free")
 	alice.skipUntil("carol: free")
 
@@ -674,6 +676,6 @@ func TestBanFromOutsideHotReload(t *testing.T) {
 	if _, err := keys.Ban(moderationPath(dir), keys.Sanction{Target: "bob", By: "alice", Reason: "from the command line", At: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
-	bob.expectEnd("You are banned by alice (from the command line).")
+	bob.expectEnd("-!- You are banned by alice (from the command line).")
 	alice.expect("bob has left")
 }

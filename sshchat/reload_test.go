@@ -80,7 +80,7 @@ func TestAllowedKeysFileHotReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitReload()
-	b.expectEnd("Your key was removed from the allowed keys; goodbye.")
+	b.expectEnd("-!- Your key was removed from the allowed keys; goodbye.")
 	a.expect("bob has left")
 	if c, err := ts.dial(gossh.PublicKeys(bob)); err == nil {
 		c.Close()

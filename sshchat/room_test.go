@@ -47,9 +47,9 @@ func recv(t *testing.T, cli *client) string {
 // replayed lines, with everyone online.
 func welcome(name string, online ...string) string {
 	return strings.Join([]string{
-		fmt.Sprintf("%d online: %s", len(online), strings.Join(online, ", ")),
-		"Type /help for commands.",
-		"You are " + name,
+		fmt.Sprintf("-!- %d online: %s", len(online), strings.Join(online, ", ")),
+		"-!- Type /help for commands.",
+		"-!- You are " + name,
 	}, "\n")
 }
 
@@ -139,7 +139,7 @@ func TestRoomScrollback(t *testing.T) {
 	}
 	r.say(message{from: a, text: "/msg alice private"}) // never replayed
 	b := enter(t, r, "bob", 16)
-	expectEvents(t, b, "15:04 alice: two\n15:04 alice: three\n"+welcome("bob", "alice", "bob"))
+	expectEvents(t, b, "alice: two\nalice: three\n"+welcome("bob", "alice", "bob"))
 }
 
 func TestRoomSessionsPerUser(t *testing.T) {
@@ -170,7 +170,7 @@ func TestRoomRateLimit(t *testing.T) {
 	r.say(message{from: b, text: "sync"})
 	expectEvents(t, b, "alice: 1", "alice: 2")
 	// Told once, not once per dropped line.
-	if got := recv(t, a); !strings.HasPrefix(got, "Slow down: at most") {
+	if got := recv(t, a); !strings.HasPrefix(got, "-!- Slow down: at most") {
 		t.Fatalf("alice got %q, want the rate limit notice", got)
 	}
 	expectEvents(t, a, "bob: sync")

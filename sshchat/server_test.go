@@ -118,9 +118,9 @@ func TestIdentityIsTheSigningKey(t *testing.T) {
 		signer  gossh.Signer
 		want    string
 	}{
-		{"offer alice, sign bob", []gossh.Signer{alice}, bob, "You are bob"},
-		{"offer bob then alice, sign bob", []gossh.Signer{bob, alice}, bob, "You are bob"},
-		{"offer bob, sign alice", []gossh.Signer{bob}, alice, "You are alice"},
+		{"offer alice, sign bob", []gossh.Signer{alice}, bob, "-!- You are bob"},
+		{"offer bob then alice, sign bob", []gossh.Signer{bob, alice}, bob, "-!- You are bob"},
+		{"offer bob, sign alice", []gossh.Signer{bob}, alice, "-!- You are alice"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -159,7 +159,7 @@ func TestRevalidateDisconnectsRemovedKeys(t *testing.T) {
 
 	ts.allow.set(bob.PublicKey(), "")
 	ts.Revalidate()
-	b.expectEnd("Your key was removed from the allowed keys; goodbye.")
+	b.expectEnd("-!- Your key was removed from the allowed keys; goodbye.")
 	a.expect("bob has left")
 	if client, err := ts.dial(gossh.PublicKeys(bob)); err == nil {
 		client.Close()
@@ -169,7 +169,7 @@ func TestRevalidateDisconnectsRemovedKeys(t *testing.T) {
 	// says so.
 	ts.allow.set(alice.PublicKey(), "alicia")
 	ts.Revalidate()
-	a.expectEnd("You are now alicia in the allowed keys; reconnect to chat as alicia.")
+	a.expectEnd("-!- You are now alicia in the allowed keys; reconnect to chat as alicia.")
 }
 
 func TestShutdownTellsEveryone(t *testing.T) {
@@ -184,7 +184,7 @@ func TestShutdownTellsEveryone(t *testing.T) {
 		t.Fatalf("Shutdown: %v", err)
 	}
 	for _, c := range cs {
-		if got := c.skipUntil("The server"); got != "The server is shutting down. Bye!" {
+		if got := c.skipUntil("-!- The server"); got != "-!- The server is shutting down. Bye!" {
 			t.Fatalf("got %q", got)
 		}
 		c.expectEnd()
