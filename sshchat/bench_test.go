@@ -3,7 +3,6 @@ package sshchat
 import (
 	"bufio"
 	"fmt"
-	"github.com/prometheus/client_golang/prometheus"
 	"io"
 	"log/slog"
 	"net"
@@ -13,7 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/sshchat-dev/sshchat/store"
 )
 
 // BenchmarkBroadcast measures the broadcaster alone: one sender, n clients
@@ -78,14 +80,24 @@ func BenchmarkBroadcast(b *testing.B) {
 func BenchmarkEndToEnd(b *testing.B) {
 	variants := []struct {
 		name  string
-		tweak func(*Config)
+		tweak func(*testing.B, *Config)
 	}{
-		{"plain", nil},
-		{"metrics", func(c *Config) { c.Metrics = prometheus.NewRegistry() }},
+		{"plain", func(*testing.B, *Config) {}},
+		{"metrics", func(_ *testing.B, c *Config) { c.Metrics = prometheus.NewRegistry() }},
+		{"history", func(b *testing.B, c *Config) {
+			db, err := store.Open(b.TempDir(), slog.New(slog.DiscardHandler))
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { db.Close() }) // after benchEndToEnd has shut the server down
+			c.Store = db
+		}},
 	}
 	for _, n := range []int{10, 100} {
 		for _, v := range variants {
-			b.Run(fmt.Sprintf("clients=%d/%s", n, v.name), func(b *testing.B) { benchEndToEnd(b, n, v.tweak) })
+			b.Run(fmt.Sprintf("clients=%d/%s", n, v.name), func(b *testing.B) {
+				benchEndToEnd(b, n, func(c *Config) { v.tweak(b, c) })
+			})
 		}
 	}
 }

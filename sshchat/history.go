@@ -11,14 +11,17 @@ import (
 
 // The room's history: the last public messages in memory, for replay,
 // catch-up and /history, and, with a store, every public message and when
-// each user last left on disk. A stored message is fanned out only once its
-// write has committed, so after a crash every message anyone received is in
-// the history; the broadcaster never waits for that, the store's writer
-// hands the message back when it is done.
+// each user last left on disk. The messages published in one broadcaster
+// wake-up go to the store's write-ahead log in one write before they are
+// fanned out, so after a crash every message anyone received is in the
+// history; the broadcaster never waits for a disk sync, which the store does
+// later.
 
-// storedHistory takes batches to write without waiting for the disk:
-// store.Writer.
+// storedHistory keeps what it is given without making the caller wait for
+// the disk: store.Writer.
 type storedHistory interface {
+	// Log makes msgs survive a crash of the process before it returns.
+	Log(msgs []store.Message) error
 	Submit(b store.Batch, done func(error)) bool
 }
 
@@ -38,18 +41,18 @@ type history struct {
 	recent   []*event // public messages, oldest first
 	keep     int      // len(recent) at most
 	seq      uint64   // of the last public message
-	shown    uint64   // of the last one fanned out: behind seq by those being stored
+	shown    uint64   // of the last one fanned out: behind seq by those published in this wake-up
 	lastSeen map[string]store.Seen
-	// storedBack hands a message whose write has finished back to the
-	// broadcaster; it runs on the store's writer goroutine.
-	storedBack func(stored)
-	log        *slog.Logger
+	// published is what this broadcaster wake-up has published, to be
+	// stored and fanned out at its end.
+	published []publication
+	log       *slog.Logger
 }
 
-// stored is a public message whose write has finished.
-type stored struct {
+// publication is a public message waiting to be stored and fanned out.
+type publication struct {
 	ev   *event
-	from *client
+	from *client // who is not sent it; nil: everyone is
 }
 
 // savedHistory is what the store held when the server started.
@@ -100,40 +103,46 @@ func (h *history) after(seq uint64, n int) []*event {
 	return h.recent[max(i, len(h.recent)-n):]
 }
 
-// publish numbers a public event and, once it is stored, fans it out.
+// publish numbers a public event, to be stored and fanned out at the end of
+// the broadcaster's wake-up (flushPublished).
 func (st *state) publish(ev *event, from *client) {
 	st.seq++
 	ev.seq = st.seq
 	ev.sampled = ev.seq%lagSampleEvery == 0
 	st.opts.metrics.message()
-	if st.opts.stored == nil {
-		st.deliver(stored{ev, from})
-		return
-	}
-	kind := store.Chat
-	if ev.kind == eventAction {
-		kind = store.Action
-	}
-	batch := store.Batch{Messages: []store.Message{{Seq: ev.seq, At: ev.at, From: ev.from, Kind: kind, Text: ev.text}}}
-	back := st.storedBack
-	if !st.opts.stored.Submit(batch, func(err error) {
-		if err != nil {
-			st.log.Error("history: message not stored; delivered anyway", "seq", ev.seq, "err", err)
-			st.opts.metrics.notStored()
-		}
-		back(stored{ev, from})
-	}) {
-		st.log.Error("history: the store is not keeping up; message delivered but not stored", "seq", ev.seq)
-		st.opts.metrics.notStored()
-		st.deliver(stored{ev, from})
-	}
+	st.published = append(st.published, publication{ev, from})
 }
 
-// deliver fans a public message out and remembers it.
-func (st *state) deliver(s stored) {
-	st.remember(s.ev)
-	st.shown = max(st.shown, s.ev.seq)
-	st.broadcast(s.ev, s.from)
+// flushPublished stores what this wake-up published with one write to the
+// store's log, and then fans it out and remembers it. A message that could
+// not be stored is delivered anyway, and said so.
+func (st *state) flushPublished() {
+	if len(st.published) == 0 {
+		return
+	}
+	if st.opts.stored != nil {
+		msgs := make([]store.Message, len(st.published))
+		for i, p := range st.published {
+			kind := store.Chat
+			if p.ev.kind == eventAction {
+				kind = store.Action
+			}
+			msgs[i] = store.Message{Seq: p.ev.seq, At: p.ev.at, From: p.ev.from, Kind: kind, Text: p.ev.text}
+		}
+		if err := st.opts.stored.Log(msgs); err != nil {
+			st.log.Error("history: messages not stored; delivered anyway", "count", len(msgs), "first", msgs[0].Seq, "err", err)
+			for range msgs {
+				st.opts.metrics.notStored()
+			}
+		}
+	}
+	for _, p := range st.published {
+		st.remember(p.ev)
+		st.shown = p.ev.seq
+		st.broadcast(p.ev, p.from)
+	}
+	clear(st.published)
+	st.published = st.published[:0]
 }
 
 // left records when a user's last session left, for their catch-up.

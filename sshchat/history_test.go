@@ -1,7 +1,9 @@
 package sshchat
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"regexp"
 	"slices"
@@ -9,6 +11,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/sshchat-dev/sshchat/store"
 )
@@ -376,54 +381,102 @@ func TestPrivateMessagesNotStored(t *testing.T) {
 	}
 }
 
-// heldStore is a storedHistory whose message writes finish only when the
-// test says, to see the room while a message is being stored.
-type heldStore struct {
-	mu   sync.Mutex
-	held []func(error)
+// recordingStore is a storedHistory that keeps what it is asked to log in
+// memory, and fails every Log while failing is set.
+type recordingStore struct {
+	mu      sync.Mutex
+	logs    [][]store.Message // one per Log call
+	failing error
 }
 
-func (h *heldStore) Submit(b store.Batch, done func(error)) bool {
-	if len(b.Messages) == 0 {
-		done(nil)
-		return true
+func (s *recordingStore) Log(msgs []store.Message) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failing != nil {
+		return s.failing
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.held = append(h.held, done)
-	return true
+	s.logs = append(s.logs, msgs)
+	return nil
 }
 
-// finish completes every write held so far.
-func (h *heldStore) finish() {
-	h.mu.Lock()
-	held := h.held
-	h.held = nil
-	h.mu.Unlock()
-	for _, done := range held {
-		done(nil)
+func (s *recordingStore) Submit(store.Batch, func(error)) bool { return true }
+
+// logged returns the Seq and text of every message logged, by Log call.
+func (s *recordingStore) logged() [][]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out [][]string
+	for _, msgs := range s.logs {
+		var call []string
+		for _, m := range msgs {
+			call = append(call, fmt.Sprintf("%d %s: %s", m.Seq, m.From, m.Text))
+		}
+		out = append(out, call)
 	}
+	return out
 }
 
-// A message still being stored when a user leaves reaches them only after
-// they left: it is part of their catch-up, and counted in it.
-func TestCatchUpIncludesMessageStoredAfterLeaving(t *testing.T) {
-	held := &heldStore{}
-	r := newTestRoom(t, roomOptions{history: 20, catchup: 100, stored: held})
+// A public message is in the store's log before anyone receives it, one Log
+// call per broadcaster wake-up; private ones are never logged.
+func TestMessagesLoggedBeforeDelivery(t *testing.T) {
+	rec := &recordingStore{}
+	r := newTestRoom(t, roomOptions{history: 20, catchup: 100, stored: rec})
 	alice := enter(t, r, "alice", 16)
 	expectEvents(t, alice, welcome("alice", "alice"))
 	bob := enter(t, r, "bob", 16)
 	expectEvents(t, bob, welcome("bob", "alice", "bob"))
-	carol := enter(t, r, "carol", 16)
-	expectEvents(t, carol, welcome("carol", "alice", "bob", "carol"))
-	expectEvents(t, alice, "bob has arrived", "carol has arrived")
+	expectEvents(t, alice, "bob has arrived")
 
-	r.say(message{from: bob, text: "in flight"})
-	r.leave(alice)
-	expectQueueClosed(t, alice)
-	held.finish()
-	expectEvents(t, carol, "alice has left", "bob: in flight")
+	r.say(message{from: bob, text: "first"})
+	expectEvents(t, alice, "bob: first")
+	if got, want := rec.logged(), [][]string{{"1 bob: first"}}; !slices.EqualFunc(got, want, slices.Equal) {
+		t.Fatalf("logged %q when alice received the message, want %q", got, want)
+	}
+	r.say(message{from: alice, text: "/msg bob secret"})
+	expectEvents(t, bob, "[PM from alice] secret")
+	r.say(message{from: alice, text: "/me waves"})
+	expectEvents(t, bob, "* alice waves")
+	if got, want := rec.logged(), [][]string{{"1 bob: first"}, {"2 alice: waves"}}; !slices.EqualFunc(got, want, slices.Equal) {
+		t.Errorf("logged %q, want %q", got, want)
+	}
+}
 
-	alice = enter(t, r, "alice", 16)
-	expectEvents(t, alice, "-!- 1 message since you left at 15:04:\nbob: in flight\n"+welcome("alice", "alice", "bob", "carol"))
+// A message the store cannot log is delivered anyway, and logged and
+// counted as not stored.
+func TestMessageDeliveredWhenLogFails(t *testing.T) {
+	rec := &recordingStore{failing: errors.New("disk on fire")}
+	reg := prometheus.NewRegistry()
+	m := newMetrics(reg)
+	var logged strings.Builder
+	var mu sync.Mutex
+	log := slog.New(slog.NewTextHandler(lockedWriter{&mu, &logged}, nil))
+	r := newTestRoom(t, roomOptions{history: 20, catchup: 100, stored: rec, metrics: m, log: log})
+	alice := enter(t, r, "alice", 16)
+	expectEvents(t, alice, welcome("alice", "alice"))
+	bob := enter(t, r, "bob", 16)
+	expectEvents(t, bob, welcome("bob", "alice", "bob"))
+	expectEvents(t, alice, "bob has arrived")
+
+	r.say(message{from: bob, text: "still here"})
+	expectEvents(t, alice, "bob: still here")
+	if got := testutil.ToFloat64(m.unstored); got != 1 {
+		t.Errorf("unstored = %v, want 1", got)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(logged.String(), "history: messages not stored; delivered anyway") || !strings.Contains(logged.String(), "disk on fire") {
+		t.Errorf("failure not logged: %q", logged.String())
+	}
+}
+
+// lockedWriter serialises writes to w.
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

@@ -16,7 +16,6 @@ type room struct {
 	entering chan *client
 	leaving  chan *client
 	messages chan message
-	stored   chan stored // public messages whose write to the store is done
 	control  chan func(*state)
 	done     chan struct{} // closed when the broadcaster has stopped
 
@@ -45,10 +44,7 @@ func newRoom(opts roomOptions, now func() time.Time) *room {
 		leaving:  make(chan *client),
 		// Unbuffered, like entering and leaving: a sender's line is taken
 		// before its leave can be, so "echo hi | ssh ..." delivers hi.
-		messages: make(chan message),
-		// Buffered so that the store's writer rarely waits for the
-		// broadcaster to take what it has written.
-		stored:     make(chan stored, 256),
+		messages:   make(chan message),
 		control:    make(chan func(*state)),
 		done:       make(chan struct{}),
 		jobs:       make(chan func(), maxPendingJobs),
@@ -57,12 +53,6 @@ func newRoom(opts roomOptions, now func() time.Time) *room {
 	st := newState(opts, now)
 	st.do = r.do
 	st.offload = r.offload
-	st.storedBack = func(s stored) {
-		select {
-		case r.stored <- s:
-		case <-r.done:
-		}
-	}
 	go r.broadcaster(st)
 	go r.worker()
 	return r
@@ -102,13 +92,14 @@ func (r *room) broadcaster(st *state) {
 			if st.has(msg.from) {
 				st.handle(msg)
 			}
-		case s := <-r.stored:
-			st.deliver(s)
 		case fn := <-r.control:
 			fn(st)
 		case <-tick.C:
 			st.housekeeping()
 		}
+		// Publishing first: its fan-out may overflow queues, whose
+		// clients flushDropped then drops, and it counts as queued.
+		st.flushPublished()
 		st.flushDropped()
 		st.countQueued()
 	}

@@ -75,12 +75,16 @@ func encodeMessage(m Message) ([]byte, error) {
 	if err := m.check(); err != nil {
 		return nil, err
 	}
-	buf := make([]byte, 0, messageHeader+len(m.From)+len(m.Text))
+	return appendMessage(make([]byte, 0, messageHeader+len(m.From)+len(m.Text)), m), nil
+}
+
+// appendMessage appends m's stored form to buf. m must be valid.
+func appendMessage(buf []byte, m Message) []byte {
 	buf = append(buf, recordVersion, byte(m.Kind))
 	buf = binary.BigEndian.AppendUint64(buf, uint64(m.At.UnixNano()))
 	buf = append(buf, byte(len(m.From)))
 	buf = append(buf, m.From...)
-	return append(buf, m.Text...), nil
+	return append(buf, m.Text...)
 }
 
 // decodeMessage parses a stored message. Its input comes from disk and is

@@ -4,7 +4,9 @@
 // Every commit is synced to disk before it returns (bbolt's default), so a
 // message whose write has returned survives kill -9 and power loss. Writes
 // from the chat go through a [Writer], which groups them so that the room
-// never waits on the disk.
+// never waits on the disk: [Writer.Log] puts a message in a write-ahead log
+// (see wal.go) at the cost of one write, which kill -9 cannot undo, and the
+// Writer commits it to the database within CommitEvery.
 //
 // The file is treated as hostile input: Open walks all of it and refuses a
 // damaged one with an error that says what to do, and a record that does not
@@ -59,6 +61,7 @@ type DB struct {
 	path    string
 	log     *slog.Logger
 	lastSeq atomic.Uint64
+	wal     *wal // appended to by a Writer only
 }
 
 // Batch is what one transaction writes. Its parts are applied in field
@@ -75,9 +78,11 @@ type Rename struct {
 }
 
 // Open opens dir/history.db, creating dir (mode 0700) and the file if they
-// are missing. A directory that others can read is used but warned about. A
-// file that is damaged or locked by another process is an error; Open never
-// replaces or repairs it.
+// are missing, and writes into it the messages that the write-ahead log
+// holds and it lacks. A directory that others can read is used but warned
+// about. A file that is damaged or locked by another process is an error;
+// Open never replaces or repairs it. A write-ahead log whose end is torn
+// (a crash in the middle of a write) loses that end, with a warning.
 func Open(dir string, log *slog.Logger) (*DB, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("store: creating data directory: %w", err)
@@ -108,6 +113,10 @@ func Open(dir string, log *slog.Logger) (*DB, error) {
 			return nil, fmt.Errorf("store: %w", err)
 		}
 		return nil, fmt.Errorf("store: %s is damaged (%w); move it aside to start with empty history, or restore it from a backup", db.path, err)
+	}
+	if err := db.openWAL(dir); err != nil {
+		db.bolt.Close()
+		return nil, err
 	}
 	return db, nil
 }
@@ -187,12 +196,13 @@ func (db *DB) update(fn func(*bolt.Tx) error) error {
 	return db.guard(func() error { return db.bolt.Update(fn) })
 }
 
-// Close closes the file.
+// Close closes the files. Close the Writer first.
 func (db *DB) Close() error {
-	if err := db.bolt.Close(); err != nil {
-		return fmt.Errorf("store: closing %s: %w", db.path, err)
+	err := db.wal.close()
+	if berr := db.bolt.Close(); berr != nil {
+		err = errors.Join(err, fmt.Errorf("store: closing %s: %w", db.path, berr))
 	}
-	return nil
+	return err
 }
 
 // LastSeq returns the highest message Seq ever written, 0 for a new file. It

@@ -202,14 +202,22 @@ func TestWriterPrunes(t *testing.T) {
 }
 
 // TestCrash kills a process that is writing through a Writer and checks
-// that every message whose done it saw is on disk.
+// that every message it had acknowledged is on disk: for Submit, once its
+// done was called; for Log, once Log returned, which is when the chat shows
+// a message.
 func TestCrash(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a child process")
 	}
+	for _, mode := range []string{"submit", "log"} {
+		t.Run(mode, func(t *testing.T) { testCrash(t, mode) })
+	}
+}
+
+func testCrash(t *testing.T, mode string) {
 	dir := dataDir(t)
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$")
-	cmd.Env = append(os.Environ(), "STORE_CRASH_DIR="+dir)
+	cmd.Env = append(os.Environ(), "STORE_CRASH_DIR="+dir, "STORE_CRASH_MODE="+mode)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -274,18 +282,34 @@ func TestCrashChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := NewWriter(db, WriterOptions{}, log)
-	inflight := make(chan struct{}, 64)
-	for seq := uint64(1); seq <= 1e6; seq++ {
-		inflight <- struct{}{}
-		m := Message{Seq: seq, At: time.Now(), From: "alice", Kind: Chat, Text: crashText(seq)}
-		w.Submit(Batch{Messages: []Message{m}}, func(err error) {
-			if err != nil {
+	message := func(seq uint64) Message {
+		return Message{Seq: seq, At: time.Now(), From: "alice", Kind: Chat, Text: crashText(seq)}
+	}
+	if os.Getenv("STORE_CRASH_MODE") == "log" {
+		// As the broadcaster does: one to a few messages at a time.
+		for seq := uint64(1); seq <= 1e6; seq += 3 {
+			batch := []Message{message(seq), message(seq + 1), message(seq + 2)}[:1+seq%3]
+			if err := w.Log(batch); err != nil {
 				fmt.Fprintln(os.Stderr, err)
 				os.Exit(1)
 			}
-			fmt.Printf("acked %d\n", seq)
-			<-inflight
-		})
+			for _, m := range batch {
+				fmt.Printf("acked %d\n", m.Seq)
+			}
+		}
+	} else {
+		inflight := make(chan struct{}, 1024)
+		for seq := uint64(1); seq <= 1e6; seq++ {
+			inflight <- struct{}{}
+			w.Submit(Batch{Messages: []Message{message(seq)}}, func(err error) {
+				if err != nil {
+					fmt.Fprintln(os.Stderr, err)
+					os.Exit(1)
+				}
+				fmt.Printf("acked %d\n", seq)
+				<-inflight
+			})
+		}
 	}
 	os.Stdin.Read(make([]byte, 1))
 }
