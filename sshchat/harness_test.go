@@ -150,7 +150,7 @@ func (c *chatter) stopReading() { close(c.stop) }
 // join connects signer in line mode (no PTY) and waits for the greeting.
 func (ts *testServer) join(signer gossh.Signer) *chatter {
 	ts.t.Helper()
-	c := ts.open(signer, false)
+	c := ts.openLine(signer)
 	c.skipUntil("You are ")
 	return c
 }
@@ -170,8 +170,23 @@ func (ts *testServer) joinAll(names ...string) []*chatter {
 	return cs
 }
 
-// open connects and starts a shell, with a PTY if pty is set.
-func (ts *testServer) open(signer gossh.Signer, pty bool) *chatter {
+// openLine connects signer and starts a line-mode session (no PTY), like
+// ssh -T.
+func (ts *testServer) openLine(signer gossh.Signer) *chatter {
+	ts.t.Helper()
+	return startLineChat(ts.t, ts.connect(signer))
+}
+
+// openTerminal connects signer and starts a PTY session on an
+// xterm-256color terminal.
+func (ts *testServer) openTerminal(signer gossh.Signer) *chatter {
+	ts.t.Helper()
+	return startTerminalChat(ts.t, ts.connect(signer))
+}
+
+// connect dials and authenticates as signer; the connection is closed when
+// the test ends.
+func (ts *testServer) connect(signer gossh.Signer) *gossh.Client {
 	t := ts.t
 	t.Helper()
 	client, err := ts.dial(gossh.PublicKeys(signer))
@@ -179,22 +194,44 @@ func (ts *testServer) open(signer gossh.Signer, pty bool) *chatter {
 		t.Fatalf("dial: %v", err)
 	}
 	t.Cleanup(func() { client.Close() })
-	return startChat(t, client, pty)
+	return client
 }
 
-func startChat(t *testing.T, client *gossh.Client, pty bool) *chatter {
+// in returns ts bound to the subtest t, so that helpers fail and clean up
+// the subtest, not its parent.
+func (ts *testServer) in(t *testing.T) *testServer {
+	sub := *ts
+	sub.t = t
+	return &sub
+}
+
+// chatRequest is what a client asks for before it starts its shell.
+type chatRequest struct {
+	term string // request a PTY with this TERM; "" for a line-mode session
+	env  map[string]string
+}
+
+// startLineChat starts a line-mode session on client.
+func startLineChat(t *testing.T, client *gossh.Client) *chatter {
 	t.Helper()
-	return startChatWith(t, client, pty, nil)
+	return startChatWith(t, client, chatRequest{})
 }
 
-// startChatWith starts a chat session after sending env requests.
-func startChatWith(t *testing.T, client *gossh.Client, pty bool, env map[string]string) *chatter {
+// startTerminalChat starts a PTY session on client, on an xterm-256color
+// terminal.
+func startTerminalChat(t *testing.T, client *gossh.Client) *chatter {
+	t.Helper()
+	return startChatWith(t, client, chatRequest{term: "xterm-256color"})
+}
+
+// startChatWith starts a chat session as req asks.
+func startChatWith(t *testing.T, client *gossh.Client, req chatRequest) *chatter {
 	t.Helper()
 	sess, err := client.NewSession()
 	if err != nil {
 		t.Fatalf("new session: %v", err)
 	}
-	for k, v := range env {
+	for k, v := range req.env {
 		if err := sess.Setenv(k, v); err != nil {
 			t.Fatalf("env %s refused: %v", k, err)
 		}
@@ -207,8 +244,9 @@ func startChatWith(t *testing.T, client *gossh.Client, pty bool, env map[string]
 	if err != nil {
 		t.Fatal(err)
 	}
+	pty := req.term != ""
 	if pty {
-		if err := sess.RequestPty("xterm-256color", 24, 80, gossh.TerminalModes{}); err != nil {
+		if err := sess.RequestPty(req.term, 24, 80, gossh.TerminalModes{}); err != nil {
 			t.Fatalf("pty: %v", err)
 		}
 	}
@@ -224,7 +262,11 @@ func startChatWith(t *testing.T, client *gossh.Client, pty bool, env map[string]
 			for {
 				n, err := stdout.Read(buf)
 				if n > 0 {
-					c.raw <- append([]byte(nil), buf[:n]...)
+					select {
+					case c.raw <- append([]byte(nil), buf[:n]...):
+					case <-c.stop:
+						return
+					}
 				}
 				if err != nil {
 					return
