@@ -136,11 +136,18 @@ type chatter struct {
 	client  *gossh.Client
 	session *gossh.Session
 	stdin   io.WriteCloser
-	lines   chan string // what the server sends, line by line, closed at EOF
-	raw     chan []byte // for PTY sessions: raw output chunks
-	pending string      // raw output read but not yet matched
-	stop    chan struct{}
+	lines   chan string   // what the server sends, line by line, closed at EOF
+	raw     chan []byte   // for PTY sessions: raw output chunks
+	pending string        // raw output read but not yet matched
+	reading chan struct{} // closed when the client starts reading
+	started sync.Once     // closes reading
+	stop    chan struct{} // closed when the client stops reading
 }
+
+// startReading makes a client that asked for an unread session start
+// reading its output. The test's cleanup calls it too, so that the reader
+// ends with the connection.
+func (c *chatter) startReading() { c.started.Do(func() { close(c.reading) }) }
 
 // stopReading makes the client stop reading its session output, as a stuck
 // or vanished peer would: the server's writes then block once the SSH
@@ -207,8 +214,9 @@ func (ts *testServer) in(t *testing.T) *testServer {
 
 // chatRequest is what a client asks for before it starts its shell.
 type chatRequest struct {
-	term string // request a PTY with this TERM; "" for a line-mode session
-	env  map[string]string
+	term   string // request a PTY with this TERM; "" for a line-mode session
+	env    map[string]string
+	unread bool // do not read the output until startReading
 }
 
 // startLineChat starts a line-mode session on client.
@@ -253,37 +261,65 @@ func startChatWith(t *testing.T, client *gossh.Client, req chatRequest) *chatter
 	if err := sess.Shell(); err != nil {
 		t.Fatalf("shell: %v", err)
 	}
-	c := &chatter{t: t, client: client, session: sess, stdin: stdin, lines: make(chan string, 1024), raw: make(chan []byte, 1024), stop: make(chan struct{})}
-	go func() {
-		defer close(c.lines)
-		if pty {
-			defer close(c.raw)
-			buf := make([]byte, 4096)
-			for {
-				n, err := stdout.Read(buf)
-				if n > 0 {
-					select {
-					case c.raw <- append([]byte(nil), buf[:n]...):
-					case <-c.stop:
-						return
-					}
-				}
-				if err != nil {
-					return
-				}
+	c := &chatter{
+		t: t, client: client, session: sess, stdin: stdin,
+		lines: make(chan string, 1024), raw: make(chan []byte, 1024),
+		reading: make(chan struct{}), stop: make(chan struct{}),
+	}
+	if req.unread {
+		t.Cleanup(c.startReading)
+	} else {
+		c.startReading()
+	}
+	go c.read(stdout, pty)
+	return c
+}
+
+// read reads the session's output into c.raw (PTY sessions) or c.lines
+// until EOF or stopReading, once startReading has been called.
+func (c *chatter) read(stdout io.Reader, pty bool) {
+	defer close(c.lines)
+	select {
+	case <-c.reading:
+	case <-c.stop:
+		return
+	}
+	if pty {
+		defer close(c.raw)
+		buf := make([]byte, 4096)
+		for {
+			n, err := stdout.Read(buf)
+			if n > 0 && !deliver(c, c.raw, append([]byte(nil), buf[:n]...)) {
+				return
 			}
-		}
-		sc := bufio.NewScanner(stdout)
-		sc.Buffer(make([]byte, 64<<10), 4<<20)
-		for sc.Scan() {
-			select {
-			case c.lines <- sc.Text():
-			case <-c.stop:
+			if err != nil {
 				return
 			}
 		}
-	}()
-	return c
+	}
+	sc := bufio.NewScanner(stdout)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	for sc.Scan() {
+		if !deliver(c, c.lines, sc.Text()) {
+			return
+		}
+	}
+}
+
+// deliver sends v on ch unless the client has stopped reading, which it
+// checks first so that it reads nothing more once stopped.
+func deliver[T any](c *chatter, ch chan<- T, v T) bool {
+	select {
+	case <-c.stop:
+		return false
+	default:
+	}
+	select {
+	case ch <- v:
+		return true
+	case <-c.stop:
+		return false
+	}
 }
 
 func (c *chatter) say(text string) {
