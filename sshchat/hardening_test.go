@@ -101,6 +101,7 @@ func TestHostileBytesAreStripped(t *testing.T) {
 		{"\u202eevil.exe\u202c", "evil.exe"},
 		{"bad\xff\xfeutf8", "badutf8"},
 		{"\r\x1b[Afake: line", "fake: line"},
+		{"ad\u200bmin\ufeff says\u2028hi\U000e0041", "admin sayshi"},
 	}
 	for _, p := range payloads {
 		a.say(p.in)
