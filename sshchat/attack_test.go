@@ -396,8 +396,20 @@ func TestCachedNames(t *testing.T) {
 
 // BenchmarkPTYInput measures what a PTY user streaming keys without Enter
 // costs: process CPU (server and its in-process client) per input byte. The
-// keys go past -max-line, which is the hostile case of issue 15.2.
+// keys go past -max-line, which is the hostile case of issue 15.2. The same
+// bytes from a line-mode session are the baseline: SSH and the line reader
+// alone, so the difference is the terminal's cost.
 func BenchmarkPTYInput(b *testing.B) {
+	for _, mode := range []struct {
+		name    string
+		pty     bool
+		lineEnd string
+	}{{"pty", true, "\r"}, {"line-baseline", false, "\n"}} {
+		b.Run(mode.name, func(b *testing.B) { benchInput(b, mode.pty, mode.lineEnd) })
+	}
+}
+
+func benchInput(b *testing.B, pty bool, lineEnd string) {
 	srv, addr, stop := benchServer(b)
 	defer stop()
 	connect := func(name string) *gossh.Session {
@@ -419,9 +431,12 @@ func BenchmarkPTYInput(b *testing.B) {
 	}
 	watcher := connect("watcher")
 	lines := lineChan(b, watcher)
+	waitLine(b, lines, "You are watcher")
 	typist := connect("typist")
-	if err := typist.RequestPty("xterm", 24, 80, nil); err != nil {
-		b.Fatal(err)
+	if pty {
+		if err := typist.RequestPty("xterm", 24, 80, nil); err != nil {
+			b.Fatal(err)
+		}
 	}
 	typist.Stdout = io.Discard
 	keys, err := typist.StdinPipe()
@@ -441,9 +456,10 @@ func BenchmarkPTYInput(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	// The line ends after every key sent: when it arrives, all were read.
-	io.WriteString(keys, "\r")
-	waitLine(b, lines, "typist: k")
+	// The marker line follows every key sent: when it arrives, all were
+	// read.
+	io.WriteString(keys, lineEnd+"end"+lineEnd)
+	waitLine(b, lines, "typist: end")
 	b.StopTimer()
 	b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N), "ns-cpu/byte")
 }
@@ -452,6 +468,10 @@ func BenchmarkPTYInput(b *testing.B) {
 func lineChan(b *testing.B, sess *gossh.Session) <-chan string {
 	out, err := sess.StdoutPipe()
 	if err != nil {
+		b.Fatal(err)
+	}
+	// Held open: at the end of its input a session ends.
+	if _, err := sess.StdinPipe(); err != nil {
 		b.Fatal(err)
 	}
 	if err := sess.Shell(); err != nil {
