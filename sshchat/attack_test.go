@@ -45,7 +45,9 @@ func shutdownWithin(t *testing.T, ts *testServer, deadline time.Duration) error 
 	go func() { returned <- ts.Shutdown(ctx) }()
 	select {
 	case err := <-returned:
-		if took := time.Since(start); took > deadline+shutdownSlack {
+		took := time.Since(start)
+		t.Logf("Shutdown(%v) = %v after %v", deadline, err, took)
+		if took > deadline+shutdownSlack {
 			t.Errorf("Shutdown(%v) took %v", deadline, took)
 		}
 		return err
@@ -105,35 +107,70 @@ func windowChangeFlood(t *testing.T, c *chatter, n int) {
 	}
 }
 
+// windowChangeCases: the window-change flood over a pending line alone,
+// and with the client's SSH window already full of chat, so that the
+// session's writer is blocked throughout.
+var windowChangeCases = []struct {
+	name string
+	fill bool
+}{{"pending line", false}, {"window full", true}}
+
 // Issue 15.1: a PTY client that does not read its output and floods window
 // changes over a pending line. Its requests are still answered, and once it
 // reads again its session works, the line it typed intact.
 func TestWindowChangeFloodKeepsSessionAlive(t *testing.T) {
-	ts := startServer(t, func(c *Config) { c.WriteTimeout = time.Minute })
-	b := ts.join(ts.user("bob"))
-	a := startChatWith(t, ts.connect(ts.user("alice")), chatRequest{term: "xterm", unread: true})
-	b.expect("alice has arrived")
-
-	windowChangeFlood(t, a, 2000)
-	a.startReading()
-	b.say("still there?")
-	a.readUntil("still there?")
-	a.typeKeys("\r")
-	b.expect("alice: " + strings.Repeat("x", 900))
+	for _, tt := range windowChangeCases {
+		t.Run(tt.name, func(t *testing.T) {
+			ts := startServer(t, func(c *Config) {
+				c.QueueLen, c.History = 4000, 0
+				c.WriteTimeout = time.Minute
+			})
+			cs := ts.joinAll("sender", "reader")
+			sender, reader := cs[0], cs[1]
+			a := startChatWith(t, ts.connect(ts.user("alice")), chatRequest{term: "xterm", unread: true})
+			sender.expect("alice has arrived")
+			reader.expect("alice has arrived")
+			if tt.fill {
+				fillWindow(t, sender, reader)
+			}
+			windowChangeFlood(t, a, 2000)
+			a.startReading()
+			sender.say("still there?")
+			a.skipPast("still there?")
+			a.typeKeys("\r")
+			reader.expect("sender: still there?", "alice: "+strings.Repeat("x", 900))
+		})
+	}
 }
 
 // Issue 15.1: the same attack, never reading again; Shutdown still ends
 // within its deadline and every goroutine of the session ends
 // (startServer's cleanup checks).
 func TestWindowChangeFloodShutdown(t *testing.T) {
-	ts := startServer(t, func(c *Config) { c.WriteTimeout = time.Minute })
-	a := startChatWith(t, ts.connect(ts.user("alice")), chatRequest{term: "xterm", unread: true})
-	windowChangeFlood(t, a, 2000)
-	err := shutdownWithin(t, ts, 200*time.Millisecond)
-	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Shutdown: %v", err)
+	for _, tt := range windowChangeCases {
+		t.Run(tt.name, func(t *testing.T) {
+			ts := startServer(t, func(c *Config) {
+				c.QueueLen, c.History = 4000, 0
+				c.WriteTimeout = time.Minute
+			})
+			cs := ts.joinAll("sender", "reader")
+			sender, reader := cs[0], cs[1]
+			a := startChatWith(t, ts.connect(ts.user("alice")), chatRequest{term: "xterm", unread: true})
+			sender.expect("alice has arrived")
+			if tt.fill {
+				fillWindow(t, sender, reader)
+			}
+			windowChangeFlood(t, a, 2000)
+			err := shutdownWithin(t, ts, 200*time.Millisecond)
+			switch {
+			case tt.fill && !errors.Is(err, context.DeadlineExceeded):
+				t.Fatalf("Shutdown = %v; want %v: alice's goodbye cannot be written", err, context.DeadlineExceeded)
+			case err != nil && !errors.Is(err, context.DeadlineExceeded):
+				t.Fatalf("Shutdown: %v", err)
+			}
+			expectConnClosed(t, a.client)
+		})
 	}
-	expectConnClosed(t, a.client)
 }
 
 // fillWindow has sender flood the room until reader has received 3,000

@@ -414,6 +414,27 @@ func (c *chatter) readUntil(want string) string {
 	return out
 }
 
+// skipPast discards a PTY session's raw output up to and including the
+// first want, however much comes before it.
+func (c *chatter) skipPast(want string) {
+	c.t.Helper()
+	timeout := time.After(waitLimit)
+	for !strings.Contains(c.pending, want) {
+		// Keep only what could be the start of want.
+		c.pending = c.pending[max(0, len(c.pending)-len(want)+1):]
+		select {
+		case chunk, ok := <-c.raw:
+			if !ok {
+				c.t.Fatalf("session ended before %q", want)
+			}
+			c.pending += string(chunk)
+		case <-timeout:
+			c.t.Fatalf("no %q within %v", want, waitLimit)
+		}
+	}
+	c.pending = c.pending[strings.Index(c.pending, want)+len(want):]
+}
+
 // typeKeys sends keystrokes as they are, without a newline.
 func (c *chatter) typeKeys(keys string) {
 	c.t.Helper()
