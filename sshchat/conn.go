@@ -100,7 +100,8 @@ func (c *trackedConn) openSession(max int) bool {
 }
 
 // closeSession counts a session channel gone; the last one re-arms the login
-// grace, so a connection cannot be held open without a session.
+// grace, so a connection cannot be held open without a session. Sessions
+// often end after their connection closed: its grace stays stopped then.
 func (c *trackedConn) closeSession() {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -75,7 +75,7 @@ func TestRefusedRequests(t *testing.T) {
 		})
 	}
 	// The allowed env vars are accepted, and the connection still chats.
-	c := startChatWith(t, client, false, map[string]string{"LANG": "C.UTF-8", "NO_COLOR": "1"})
+	c := startChatWith(t, client, chatRequest{env: map[string]string{"LANG": "C.UTF-8", "NO_COLOR": "1"}})
 	c.expectWelcome("mallory", "mallory")
 }
 
@@ -100,6 +100,7 @@ func TestHostileBytesAreStripped(t *testing.T) {
 		{"\u202eevil.exe\u202c", "evil.exe"},
 		{"bad\xff\xfeutf8", "badutf8"},
 		{"\r\x1b[Afake: line", "fake: line"},
+		{"ad\u200bmin\ufeff says\u2028hi\U000e0041", "admin sayshi"},
 	}
 	for _, p := range payloads {
 		a.say(p.in)
@@ -200,7 +201,7 @@ func TestConnectionLimits(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { client.Close() })
-		startChat(t, client, false).expectWelcome("alice", "alice")
+		startLineChat(t, client).expectWelcome("alice", "alice")
 		if s, err := client.NewSession(); err == nil {
 			s.Close()
 			t.Fatal("second session accepted")
@@ -210,21 +211,22 @@ func TestConnectionLimits(t *testing.T) {
 		ts := startServer(t, func(c *Config) { c.MaxSessionsPerUser = 1 })
 		alice := ts.user("alice")
 		ts.join(alice)
-		ts.open(alice, false).expectEnd("-!- Too many sessions for alice (at most 1).")
+		ts.openLine(alice).expectEnd("-!- Too many sessions for alice (at most 1).")
 	})
 }
 
 func TestLoginGrace(t *testing.T) {
 	ts := startServer(t, func(c *Config) { c.LoginGrace = 200 * time.Millisecond })
 	t.Run("silent TCP connection", func(t *testing.T) {
-		expectClosed(t, ts.rawConn())
+		expectClosed(t, ts.in(t).rawConn())
 	})
 	t.Run("half a handshake", func(t *testing.T) {
-		conn := ts.rawConn()
+		conn := ts.in(t).rawConn()
 		io.WriteString(conn, "SSH-2.0-slowloris\r\n")
 		expectClosed(t, conn)
 	})
 	t.Run("authenticated but no shell", func(t *testing.T) {
+		ts := ts.in(t)
 		client, err := ts.dial(gossh.PublicKeys(ts.user("idler")))
 		if err != nil {
 			t.Fatal(err)
@@ -390,7 +392,7 @@ func TestShutdownWithManyUsers(t *testing.T) {
 			t.Fatalf("dial %d: %v", i, errs[i])
 		}
 		t.Cleanup(func() { client.Close() })
-		cs = append(cs, startChat(t, client, false))
+		cs = append(cs, startLineChat(t, client))
 	}
 	for _, c := range cs {
 		c.skipUntil("-!- You are ")

@@ -137,11 +137,18 @@ type chatter struct {
 	client  *gossh.Client
 	session *gossh.Session
 	stdin   io.WriteCloser
-	lines   chan string // what the server sends, line by line, closed at EOF
-	raw     chan []byte // for PTY sessions: raw output chunks
-	pending string      // raw output read but not yet matched
-	stop    chan struct{}
+	lines   chan string   // what the server sends, line by line, closed at EOF
+	raw     chan []byte   // for PTY sessions: raw output chunks
+	pending string        // raw output read but not yet matched
+	reading chan struct{} // closed when the client starts reading
+	started sync.Once     // closes reading
+	stop    chan struct{} // closed when the client stops reading
 }
+
+// startReading makes a client that asked for an unread session start
+// reading its output. The test's cleanup calls it too, so that the reader
+// ends with the connection.
+func (c *chatter) startReading() { c.started.Do(func() { close(c.reading) }) }
 
 // stopReading makes the client stop reading its session output, as a stuck
 // or vanished peer would: the server's writes then block once the SSH
@@ -151,7 +158,7 @@ func (c *chatter) stopReading() { close(c.stop) }
 // join connects signer in line mode (no PTY) and waits for the greeting.
 func (ts *testServer) join(signer gossh.Signer) *chatter {
 	ts.t.Helper()
-	c := ts.open(signer, false)
+	c := ts.openLine(signer)
 	c.skipUntil("-!- You are ")
 	return c
 }
@@ -171,8 +178,23 @@ func (ts *testServer) joinAll(names ...string) []*chatter {
 	return cs
 }
 
-// open connects and starts a shell, with a PTY if pty is set.
-func (ts *testServer) open(signer gossh.Signer, pty bool) *chatter {
+// openLine connects signer and starts a line-mode session (no PTY), like
+// ssh -T.
+func (ts *testServer) openLine(signer gossh.Signer) *chatter {
+	ts.t.Helper()
+	return startLineChat(ts.t, ts.connect(signer))
+}
+
+// openTerminal connects signer and starts a PTY session on an
+// xterm-256color terminal.
+func (ts *testServer) openTerminal(signer gossh.Signer) *chatter {
+	ts.t.Helper()
+	return startTerminalChat(ts.t, ts.connect(signer))
+}
+
+// connect dials and authenticates as signer; the connection is closed when
+// the test ends.
+func (ts *testServer) connect(signer gossh.Signer) *gossh.Client {
 	t := ts.t
 	t.Helper()
 	client, err := ts.dial(gossh.PublicKeys(signer))
@@ -180,22 +202,45 @@ func (ts *testServer) open(signer gossh.Signer, pty bool) *chatter {
 		t.Fatalf("dial: %v", err)
 	}
 	t.Cleanup(func() { client.Close() })
-	return startChat(t, client, pty)
+	return client
 }
 
-func startChat(t *testing.T, client *gossh.Client, pty bool) *chatter {
+// in returns ts bound to the subtest t, so that helpers fail and clean up
+// the subtest, not its parent.
+func (ts *testServer) in(t *testing.T) *testServer {
+	sub := *ts
+	sub.t = t
+	return &sub
+}
+
+// chatRequest is what a client asks for before it starts its shell.
+type chatRequest struct {
+	term   string // request a PTY with this TERM; "" for a line-mode session
+	env    map[string]string
+	unread bool // do not read the output until startReading
+}
+
+// startLineChat starts a line-mode session on client.
+func startLineChat(t *testing.T, client *gossh.Client) *chatter {
 	t.Helper()
-	return startChatWith(t, client, pty, nil)
+	return startChatWith(t, client, chatRequest{})
 }
 
-// startChatWith starts a chat session after sending env requests.
-func startChatWith(t *testing.T, client *gossh.Client, pty bool, env map[string]string) *chatter {
+// startTerminalChat starts a PTY session on client, on an xterm-256color
+// terminal.
+func startTerminalChat(t *testing.T, client *gossh.Client) *chatter {
+	t.Helper()
+	return startChatWith(t, client, chatRequest{term: "xterm-256color"})
+}
+
+// startChatWith starts a chat session as req asks.
+func startChatWith(t *testing.T, client *gossh.Client, req chatRequest) *chatter {
 	t.Helper()
 	sess, err := client.NewSession()
 	if err != nil {
 		t.Fatalf("new session: %v", err)
 	}
-	for k, v := range env {
+	for k, v := range req.env {
 		if err := sess.Setenv(k, v); err != nil {
 			t.Fatalf("env %s refused: %v", k, err)
 		}
@@ -208,41 +253,74 @@ func startChatWith(t *testing.T, client *gossh.Client, pty bool, env map[string]
 	if err != nil {
 		t.Fatal(err)
 	}
+	pty := req.term != ""
 	if pty {
-		if err := sess.RequestPty("xterm-256color", 24, 80, gossh.TerminalModes{}); err != nil {
+		if err := sess.RequestPty(req.term, 24, 80, gossh.TerminalModes{}); err != nil {
 			t.Fatalf("pty: %v", err)
 		}
 	}
 	if err := sess.Shell(); err != nil {
 		t.Fatalf("shell: %v", err)
 	}
-	c := &chatter{t: t, client: client, session: sess, stdin: stdin, lines: make(chan string, 1024), raw: make(chan []byte, 1024), stop: make(chan struct{})}
-	go func() {
-		defer close(c.lines)
-		if pty {
-			defer close(c.raw)
-			buf := make([]byte, 4096)
-			for {
-				n, err := stdout.Read(buf)
-				if n > 0 {
-					c.raw <- append([]byte(nil), buf[:n]...)
-				}
-				if err != nil {
-					return
-				}
+	c := &chatter{
+		t: t, client: client, session: sess, stdin: stdin,
+		lines: make(chan string, 1024), raw: make(chan []byte, 1024),
+		reading: make(chan struct{}), stop: make(chan struct{}),
+	}
+	if req.unread {
+		t.Cleanup(c.startReading)
+	} else {
+		c.startReading()
+	}
+	go c.read(stdout, pty)
+	return c
+}
+
+// read reads the session's output into c.raw (PTY sessions) or c.lines
+// until EOF or stopReading, once startReading has been called.
+func (c *chatter) read(stdout io.Reader, pty bool) {
+	defer close(c.lines)
+	select {
+	case <-c.reading:
+	case <-c.stop:
+		return
+	}
+	if pty {
+		defer close(c.raw)
+		buf := make([]byte, 4096)
+		for {
+			n, err := stdout.Read(buf)
+			if n > 0 && !deliver(c, c.raw, append([]byte(nil), buf[:n]...)) {
+				return
 			}
-		}
-		sc := bufio.NewScanner(stdout)
-		sc.Buffer(make([]byte, 64<<10), 4<<20)
-		for sc.Scan() {
-			select {
-			case c.lines <- sc.Text():
-			case <-c.stop:
+			if err != nil {
 				return
 			}
 		}
-	}()
-	return c
+	}
+	sc := bufio.NewScanner(stdout)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	for sc.Scan() {
+		if !deliver(c, c.lines, sc.Text()) {
+			return
+		}
+	}
+}
+
+// deliver sends v on ch unless the client has stopped reading, which it
+// checks first so that it reads nothing more once stopped.
+func deliver[T any](c *chatter, ch chan<- T, v T) bool {
+	select {
+	case <-c.stop:
+		return false
+	default:
+	}
+	select {
+	case ch <- v:
+		return true
+	case <-c.stop:
+		return false
+	}
 }
 
 func (c *chatter) say(text string) {
@@ -342,6 +420,27 @@ func (c *chatter) readUntil(want string) string {
 	out := c.pending[:i]
 	c.pending = c.pending[i:]
 	return out
+}
+
+// skipPast discards a PTY session's raw output up to and including the
+// first want, however much comes before it.
+func (c *chatter) skipPast(want string) {
+	c.t.Helper()
+	timeout := time.After(waitLimit)
+	for !strings.Contains(c.pending, want) {
+		// Keep only what could be the start of want.
+		c.pending = c.pending[max(0, len(c.pending)-len(want)+1):]
+		select {
+		case chunk, ok := <-c.raw:
+			if !ok {
+				c.t.Fatalf("session ended before %q", want)
+			}
+			c.pending += string(chunk)
+		case <-timeout:
+			c.t.Fatalf("no %q within %v", want, waitLimit)
+		}
+	}
+	c.pending = c.pending[strings.Index(c.pending, want)+len(want):]
 }
 
 // typeKeys sends keystrokes as they are, without a newline.

@@ -138,14 +138,14 @@ func TestHistorySurvivesRestart(t *testing.T) {
 	db = openHistory(t, dir)
 	second := startWithHistory(t, db.DB, nil)
 	second.allowPeople(ps...)
-	carol := second.connect(ps[2]) // never here before: the last lines
+	carol := second.connectAs(ps[2]) // never here before: the last lines
 	carol.expectReplay("alice: before the restart", "* alice waves", "bob: said while alice was away")
 	carol.expectWelcome("carol", "carol")
-	alice = second.connect(ps[0]) // left before bob's line
+	alice = second.connectAs(ps[0]) // left before bob's line
 	alice.expectCatchUp(1, 1, left)
 	alice.expectReplay("bob: said while alice was away")
 	alice.expectWelcome("alice", "alice", "carol")
-	bob = second.connect(ps[1]) // was online at the shutdown
+	bob = second.connectAs(ps[1]) // was online at the shutdown
 	bob.expectCatchUp(0, 0, []string{time.Now().UTC().Format(timeLayout), time.Now().Add(-time.Minute).UTC().Format(timeLayout)})
 	bob.expectWelcome("bob", "alice", "bob", "carol")
 }
@@ -194,7 +194,7 @@ func TestCatchUp(t *testing.T) {
 			carol.leave()
 			bob.expect("carol has left") // a departure: not counted
 
-			alice = ts.connect(ps[0])
+			alice = ts.connectAs(ps[0])
 			shown = shown[max(len(shown)-tt.catchup, 0):]
 			alice.expectCatchUp(len(tt.missed), len(shown), left)
 			alice.expectReplay(shown...)
@@ -222,7 +222,7 @@ func TestFirstTimerGetsRecentHistory(t *testing.T) {
 		}
 	}
 	ts.allowPeople(ps[1])
-	bob := ts.connect(ps[1])
+	bob := ts.connectAs(ps[1])
 	bob.expectReplay("alice: two", "alice: three")
 	bob.expectWelcome("bob", "alice", "bob")
 }
@@ -240,13 +240,13 @@ func TestExtraSessionsAreSilent(t *testing.T) {
 	bob.say("and another")
 	carol.expect("bob: while you were out", "bob: and another")
 
-	alice = ts.connect(ps[0])
+	alice = ts.connectAs(ps[0])
 	alice.expectCatchUp(2, 2, left)
 	alice.expectReplay("bob: while you were out", "bob: and another")
 	alice.expectWelcome("alice", "alice", "bob", "carol")
 	bob.expect("alice has arrived")
 
-	alice2 := ts.connect(ps[0])
+	alice2 := ts.connectAs(ps[0])
 	alice2.expectReplay("bob: and another")
 	alice2.expectWelcome("alice", "alice", "bob", "carol")
 	alice.leave() // alice2 is still here
@@ -271,7 +271,7 @@ func TestHistoryPruned(t *testing.T) {
 	ts := startWithHistory(t, db.DB, func(c *Config) { c.HistoryKeep = 24 * time.Hour })
 	ps := people(t, "dave")
 	ts.allowPeople(ps...)
-	dave := ts.connect(ps[0])
+	dave := ts.connectAs(ps[0])
 	dave.expectReplay("carol: an hour ago")
 	dave.expectWelcome("dave", "dave")
 	if got := dave.reply("/history"); len(got) != 1 || !regexp.MustCompile(replayed("carol: an hour ago")).MatchString(got[0]) {

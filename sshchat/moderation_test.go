@@ -114,15 +114,11 @@ func (ts *testServer) enter(ps ...person) []*chatter {
 	return cs
 }
 
-// connect starts a line-mode chat session as p, without reading anything.
-func (ts *testServer) connect(p person) *chatter {
+// connectAs starts a line-mode chat session as p, without reading
+// anything.
+func (ts *testServer) connectAs(p person) *chatter {
 	ts.t.Helper()
-	client, err := ts.dial(gossh.PublicKeys(p.signer))
-	if err != nil {
-		ts.t.Fatalf("dial as %s: %v", p.name, err)
-	}
-	ts.t.Cleanup(func() { client.Close() })
-	return startChat(ts.t, client, false)
+	return startLineChat(ts.t, ts.connect(p.signer))
 }
 
 // expectMatch fails unless the next line matches pattern, and returns its
@@ -428,7 +424,7 @@ func TestBanAndUnban(t *testing.T) {
 		c.expectMatch("^-!- bob was banned" + banned)
 	}
 	// A new login is refused, saying why; the key is still allowed.
-	ts.connect(ps[1]).expectEndMatching("^-!- You are banned" + banned)
+	ts.connectAs(ps[1]).expectEndMatching("^-!- You are banned" + banned)
 	if _, ok := ts.allow.Lookup(ps[1].signer.PublicKey()); !ok {
 		t.Fatal("the ban removed bob's key")
 	}
@@ -440,7 +436,7 @@ func TestBanAndUnban(t *testing.T) {
 	// Someone offline can be banned too.
 	alice.say("/ban dave")
 	alice.expect("-!- dave was banned by alice.")
-	ts.connect(ps[3]).expectEnd("-!- You are banned by alice.")
+	ts.connectAs(ps[3]).expectEnd("-!- You are banned by alice.")
 
 	alice.say("/unban bob")
 	alice.expect("-!- bob was unbanned by alice.")
@@ -548,7 +544,7 @@ func TestMOTD(t *testing.T) {
 
 	alice.say("/motd Be kind; no spoilers.")
 	alice.expect("-!- alice set the message of the day: Be kind; no spoilers.")
-	bob := ts.connect(ps[1])
+	bob := ts.connectAs(ps[1])
 	bob.expect("-!- Message of the day: Be kind; no spoilers.")
 	bob.expectWelcome("bob", "alice", "bob")
 	alice.expect("bob has arrived")
@@ -556,7 +552,7 @@ func TestMOTD(t *testing.T) {
 	alice.say("/motd off")
 	alice.expect("-!- alice removed the message of the day.")
 	bob.expect("-!- alice removed the message of the day.")
-	ts.connect(ps[2]).expectWelcome("carol", "alice", "bob", "carol")
+	ts.connectAs(ps[2]).expectWelcome("carol", "alice", "bob", "carol")
 
 	want := []auditSummary{
 		{"alice", keys.AuditMOTD, "alice", "Be kind; no spoilers.", false},
@@ -629,8 +625,8 @@ func TestModerationSurvivesRestart(t *testing.T) {
 
 	second := startModerated(t, dir)
 	second.allowPeople(ps...)
-	second.connect(ps[1]).expectEnd("-!- You are banned by alice (no trolls).")
-	carol := second.connect(ps[2])
+	second.connectAs(ps[1]).expectEnd("-!- You are banned by alice (no trolls).")
+	carol := second.connectAs(ps[2])
 	carol.expect("-!- Message of the day: Welcome back.")
 	carol.expectWelcome("carol", "carol")
 	carol.say("still muted?")

@@ -9,8 +9,10 @@ import (
 // terminal. It removes ANSI escape sequences (CSI, OSC, DCS and friends, in
 // both their 7-bit ESC and 8-bit C1 forms), every other C0 and C1 control,
 // Unicode bidi embedding/override/isolate controls (which can reorder what a
-// reader sees) and invalid UTF-8. A tab becomes a space. The result never
-// contains a newline: one input line stays one output line.
+// reader sees), invisible characters (which can make two names or messages
+// look the same while differing), line and paragraph separators, and invalid
+// UTF-8. A tab becomes a space. The result never contains a newline: one
+// input line stays one output line.
 func Sanitize(s string) string {
 	if isClean(s) {
 		return s
@@ -31,7 +33,7 @@ func Sanitize(s string) string {
 		case r == '\t':
 			b.WriteByte(' ')
 			i += size
-		case isControl(r) || isBidiControl(r):
+		case isControl(r) || isBidiControl(r) || isInvisible(r):
 			i += size
 		default:
 			b.WriteString(s[i : i+size])
@@ -59,6 +61,15 @@ func isControl(r rune) bool {
 func isBidiControl(r rune) bool {
 	return (r >= 0x202a && r <= 0x202e) || (r >= 0x2066 && r <= 0x2069) ||
 		r == 0x200e || r == 0x200f || r == 0x061c
+}
+
+// isInvisible reports whether r is a character that shows nothing yet is
+// not whitespace: zero-width spaces and joiners, word joiner and invisible
+// operators, the byte order mark, and tag characters. U+2028 and U+2029
+// separate lines for some terminals and renderers, so they go too.
+func isInvisible(r rune) bool {
+	return (r >= 0x200b && r <= 0x200f) || (r >= 0x2060 && r <= 0x2064) || r == 0xfeff ||
+		(r >= 0xe0000 && r <= 0xe007f) || r == 0x2028 || r == 0x2029
 }
 
 // escapeLen returns the length of the escape sequence at the start of s,

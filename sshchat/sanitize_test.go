@@ -33,6 +33,14 @@ func TestSanitize(t *testing.T) {
 		{"bidi isolates", "\u2066x\u2067y\u2068z\u2069", "xyz"},
 		{"invalid UTF-8", "a\xffb\xc3", "ab"},
 		{"C1 controls", "a\u0085b\u008dc", "abc"},
+		{"zero-width space in a name", "al\u200bice", "alice"},
+		{"zero-width joiners and marks", "a\u200cb\u200dc\u200ed\u200fe", "abcde"},
+		{"word joiner and invisible operators", "a\u2060b\u2061c\u2062d\u2063e\u2064f", "abcdef"},
+		{"byte order mark", "\ufeffhi\ufeff", "hi"},
+		{"tag characters", "flag\U000e0067\U000e0062\U000e007f", "flag"},
+		{"tag range ends", "a\U000e0000b\U000e007fc", "abc"},
+		{"line and paragraph separators", "one\u2028two\u2029three", "onetwothree"},
+		{"visible neighbours kept", "\u200a\u2010\u2065\u2070\ufefe\U000e0080", "\u200a\u2010\u2065\u2070\ufefe\U000e0080"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -50,14 +58,14 @@ func checkSafe(t *testing.T, in, s string) {
 		t.Fatalf("Sanitize(%q) = %q: invalid UTF-8", in, s)
 	}
 	for _, r := range s {
-		if isControl(r) || isBidiControl(r) {
+		if isControl(r) || isBidiControl(r) || isInvisible(r) {
 			t.Fatalf("Sanitize(%q) = %q: contains %U", in, s, r)
 		}
 	}
 }
 
 func FuzzSanitize(f *testing.F) {
-	for _, s := range []string{"hi", "\x1b[2J", "\x1b]52;c;AAAA\x07", "\u202e", "\xff\xfe", "a\x1b", "\u009b31m"} {
+	for _, s := range []string{"hi", "\x1b[2J", "\x1b]52;c;AAAA\x07", "\u202e", "\xff\xfe", "a\x1b", "\u009b31m", "a\u200bb\ufeff", "\U000e0041\u2028"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, in string) {

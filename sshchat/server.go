@@ -226,7 +226,8 @@ func New(cfg Config) (*Server, error) {
 		HostSigners: []gliderssh.Signer{cfg.HostKey},
 		// The only auth method. It is a pure yes/no: gliderlabs/ssh records
 		// every approved key in the context, even one the client merely
-		// asked about, so the identity comes from verifiedKey instead.
+		// asked about, so the identity comes from sshConfig's
+		// VerifiedPublicKeyCallback instead.
 		PublicKeyHandler:         s.knownKey,
 		ServerConfigCallback:     s.sshConfig,
 		ConnCallback:             rememberConn,
@@ -485,10 +486,10 @@ func (s *Server) sshConfig(ctx gliderssh.Context) *gossh.ServerConfig {
 		Config:                  gossh.Config{KeyExchanges: keyExchanges, Ciphers: ciphers, MACs: macs},
 		PublicKeyAuthAlgorithms: userKeySignatures,
 		MaxAuthTries:            s.cfg.MaxAuthTries,
-		// verifiedKey runs once the client has proved it holds key by
-		// signing with it, and records who that key belongs to. This
-		// binding, not any key the client only offered, is the session's
-		// identity (see CVE-2024-45337).
+		// This runs once the client has proved it holds key by signing
+		// with it, and records who that key belongs to. This binding, not
+		// any key the client only offered, is the session's identity (see
+		// CVE-2024-45337).
 		VerifiedPublicKeyCallback: func(_ gossh.ConnMetadata, key gossh.PublicKey, _ *gossh.Permissions, _ string) (*gossh.Permissions, error) {
 			name, ok := s.cfg.Auth.Lookup(key)
 			if !ok {

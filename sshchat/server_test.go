@@ -24,12 +24,12 @@ func TestChatRoundTrip(t *testing.T) {
 	ts := startServer(t, nil)
 	alice, bob, carol := ts.user("alice"), ts.user("bob"), ts.user("carol")
 
-	a := ts.open(alice, false)
+	a := ts.openLine(alice)
 	a.expectWelcome("alice", "alice")
-	b := ts.open(bob, false)
+	b := ts.openLine(bob)
 	b.expectWelcome("bob", "alice", "bob")
 	a.expect("bob has arrived")
-	c := ts.open(carol, false)
+	c := ts.openLine(carol)
 	c.expectWelcome("carol", "alice", "bob", "carol")
 	a.expect("carol has arrived")
 	b.expect("carol has arrived")
@@ -145,7 +145,7 @@ func TestIdentityIsTheSigningKey(t *testing.T) {
 				t.Fatalf("dial: %v", err)
 			}
 			t.Cleanup(func() { client.Close() })
-			startChat(t, client, false).skipUntil(tt.want)
+			startLineChat(t, client).skipUntil(tt.want)
 		})
 	}
 }

@@ -301,13 +301,13 @@ func (s *Server) startWriter(cli *client, sio *sessionIO, log *slog.Logger) <-ch
 			// stops.
 			log.Info("disconnected", "reason", h.notice)
 			close(sio.hungUp)
+			// The exit status goes first: nothing can be sent once the
+			// channel or the connection is closed.
+			sendExitStatus(sio.ch, 1)
 			if h.closeConn {
 				sio.conn.Close()
 				return
 			}
-			// The exit status goes first: nothing can be sent once the
-			// channel is closed.
-			sendExitStatus(sio.ch, 1)
 			sio.ch.Close()
 			sio.unacknowledged = time.AfterFunc(s.cfg.LoginGrace, func() { sio.conn.Close() })
 		}

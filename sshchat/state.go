@@ -132,8 +132,7 @@ func (st *state) admit(cli *client, u *user) (why hangup, ok bool) {
 	name := cli.name
 	if st.opts.refuse != nil {
 		if why := st.opts.refuse(name, cli.key); why != "" {
-			// Only the session: the client then exits with a status.
-			return hangup{notice: why}, false
+			return hangup{notice: why, closeConn: true}, false
 		}
 	}
 	switch {

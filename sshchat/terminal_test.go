@@ -12,7 +12,7 @@ func TestTerminalSession(t *testing.T) {
 	ts := startServer(t, nil)
 	b := ts.join(ts.user("bob"))
 	b.say("before alice")
-	a := ts.open(ts.user("alice"), true)
+	a := ts.openTerminal(ts.user("alice"))
 	// Scrollback, greeting and prompt; colours on for xterm-256color.
 	screen := a.readUntil("You are alice\r\n[alice] ")
 	for _, want := range []string{"bob\x1b[0m: before alice\r\n", "You are alice\r\n"} {
@@ -64,7 +64,7 @@ func TestTerminalNoColor(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { client.Close() })
-	a := startChatWith(t, client, true, map[string]string{"NO_COLOR": "1"})
+	a := startChatWith(t, client, chatRequest{term: "xterm-256color", env: map[string]string{"NO_COLOR": "1"}})
 	a.readUntil("You are alice\r\n[alice] ")
 	b.expect("alice has arrived")
 	b.say("plain please")
