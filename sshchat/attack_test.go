@@ -468,7 +468,7 @@ func benchInput(b *testing.B, pty bool, lineEnd string) {
 	}
 	watcher := connect("watcher")
 	lines := lineChan(b, watcher)
-	waitLine(b, lines, "You are watcher")
+	waitLine(b, lines, "-!- You are watcher")
 	typist := connect("typist")
 	if pty {
 		if err := typist.RequestPty("xterm", 24, 80, nil); err != nil {

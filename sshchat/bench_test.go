@@ -130,7 +130,7 @@ func benchEndToEnd(b *testing.B, n int, tweak func(*Config)) {
 			b.Fatal(err)
 		}
 		sc := bufio.NewScanner(out)
-		for sc.Scan() && sc.Text() != fmt.Sprint("You are u", i) {
+		for sc.Scan() && sc.Text() != fmt.Sprint("-!- You are u", i) {
 		}
 		if i == 0 {
 			senderIn = in

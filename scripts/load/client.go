@@ -79,6 +79,9 @@ const maxSamples = 3
 
 // connect dials addr as key and starts a chat session, at a PTY if
 // run.term is set, returning once the server has greeted it.
+// noticeMarker starts every line of a server notice in line mode.
+var noticeMarker = []byte("-!- ")
+
 func connect(addr string, key clientKey, run *shared, idx int) (*client, error) {
 	raw, err := net.DialTimeout("tcp", addr, connectTimeout)
 	if err != nil {
@@ -192,7 +195,8 @@ func (c *client) read() {
 			c.handle(line, time.Now())
 			continue
 		}
-		if name, ok := bytes.CutPrefix(line, []byte("You are ")); ok {
+		// In line mode the server marks its notices, the greeting among them.
+		if name, ok := bytes.CutPrefix(bytes.TrimPrefix(line, noticeMarker), []byte("You are ")); ok {
 			greeted = true
 			if string(name) != c.name {
 				c.greeted <- fmt.Errorf("greeted as %q, want %q: is allowed_keys the one in -keys-dir?", name, c.name)

@@ -123,7 +123,7 @@ func (fc *fakeChat) join(s *fakeSession, addr string) {
 		p := fc.prompt(s)
 		fmt.Fprintf(s.ch, "%s\x1b[%dD\x1b[KYou are %s\r\n%s", p, len(p), s.name, p)
 	} else {
-		fmt.Fprintf(s.ch, "You are %s\n", s.name)
+		fmt.Fprintf(s.ch, "-!- You are %s\n", s.name)
 	}
 }
 
