@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sshchat-dev/sshchat/store"
@@ -46,7 +47,10 @@ type history struct {
 	// published is what this broadcaster wake-up has published, to be
 	// stored and fanned out at its end.
 	published []publication
-	log       *slog.Logger
+	// toLog hands published messages to the history logger; nil without a
+	// store.
+	toLog func([]publication)
+	log   *slog.Logger
 }
 
 // publication is a public message waiting to be stored and fanned out.
@@ -113,36 +117,112 @@ func (st *state) publish(ev *event, from *client) {
 	st.published = append(st.published, publication{ev, from})
 }
 
-// flushPublished stores what this wake-up published with one write to the
-// store's log, and then fans it out and remembers it. A message that could
-// not be stored is delivered anyway, and said so.
+// flushPublished hands what this wake-up published to the history logger,
+// which stores it and hands it back to deliver; without a store it is
+// delivered at once.
 func (st *state) flushPublished() {
 	if len(st.published) == 0 {
 		return
 	}
-	if st.opts.stored != nil {
-		msgs := make([]store.Message, len(st.published))
-		for i, p := range st.published {
-			kind := store.Chat
-			if p.ev.kind == eventAction {
-				kind = store.Action
-			}
-			msgs[i] = store.Message{Seq: p.ev.seq, At: p.ev.at, From: p.ev.from, Kind: kind, Text: p.ev.text}
-		}
-		if err := st.opts.stored.Log(msgs); err != nil {
-			st.log.Error("history: messages not stored; delivered anyway", "count", len(msgs), "first", msgs[0].Seq, "err", err)
-			for range msgs {
-				st.opts.metrics.notStored()
-			}
-		}
+	if st.toLog != nil {
+		st.toLog(st.published)
+		st.published = nil // the logger owns it now
+		return
 	}
-	for _, p := range st.published {
+	st.deliver(st.published)
+	clear(st.published)
+	st.published = st.published[:0]
+}
+
+// deliver fans public messages out, in order, and remembers them.
+func (st *state) deliver(ps []publication) {
+	for _, p := range ps {
 		st.remember(p.ev)
 		st.shown = p.ev.seq
 		st.broadcast(p.ev, p.from)
 	}
-	clear(st.published)
-	st.published = st.published[:0]
+}
+
+// historyLogger writes public messages to the store's log, off the
+// broadcaster: a write to the log costs a system call, which would hold up
+// everything the broadcaster does. What the broadcaster hands it while a
+// write is under way goes in the next one, so a busy room costs a write per
+// batch, not per message. Logged messages go back to the broadcaster, in
+// order, to be delivered: after a crash every message anyone received is
+// in the log.
+type historyLogger struct {
+	stored storedHistory
+	log    *slog.Logger
+	m      *metrics
+
+	mu      sync.Mutex
+	pending []publication
+	wake    chan struct{} // something is pending
+}
+
+func newHistoryLogger(stored storedHistory, log *slog.Logger, m *metrics) *historyLogger {
+	return &historyLogger{stored: stored, log: log, m: m, wake: make(chan struct{}, 1)}
+}
+
+// add queues ps; it never blocks.
+func (l *historyLogger) add(ps []publication) {
+	l.mu.Lock()
+	l.pending = append(l.pending, ps...)
+	l.mu.Unlock()
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run logs what is queued and hands it to logged, until done is closed;
+// then it logs what is left, so that no accepted message goes unstored.
+func (l *historyLogger) run(logged chan<- []publication, done <-chan struct{}) {
+	for {
+		select {
+		case <-l.wake:
+		case <-done:
+			l.write(l.take())
+			return
+		}
+		ps := l.take()
+		l.write(ps)
+		select {
+		case logged <- ps:
+		case <-done:
+			return
+		}
+	}
+}
+
+func (l *historyLogger) take() []publication {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ps := l.pending
+	l.pending = nil
+	return ps
+}
+
+// write stores ps with one write to the store's log. Messages that could
+// not be stored are delivered anyway, and said so.
+func (l *historyLogger) write(ps []publication) {
+	if len(ps) == 0 {
+		return
+	}
+	msgs := make([]store.Message, len(ps))
+	for i, p := range ps {
+		kind := store.Chat
+		if p.ev.kind == eventAction {
+			kind = store.Action
+		}
+		msgs[i] = store.Message{Seq: p.ev.seq, At: p.ev.at, From: p.ev.from, Kind: kind, Text: p.ev.text}
+	}
+	if err := l.stored.Log(msgs); err != nil {
+		l.log.Error("history: messages not stored; delivered anyway", "count", len(msgs), "first", msgs[0].Seq, "err", err)
+		for range msgs {
+			l.m.notStored()
+		}
+	}
 }
 
 // left records when a user's last session left, for their catch-up.

@@ -17,12 +17,14 @@ type room struct {
 	leaving  chan *client
 	messages chan message
 	control  chan func(*state)
-	done     chan struct{} // closed when the broadcaster has stopped
+	logged   chan []publication // public messages the history logger has stored
+	done     chan struct{}      // closed when the broadcaster has stopped
 
 	// The room's worker runs what must not hold up the broadcaster (file
 	// writes for moderation), one job at a time, in order.
 	jobs       chan func()
 	workerDone chan struct{}
+	loggerDone chan struct{} // closed when the history logger has stopped; nil without a store
 }
 
 // maxPendingJobs bounds the moderation changes waiting to be written.
@@ -45,6 +47,7 @@ func newRoom(opts roomOptions, now func() time.Time) *room {
 		// Unbuffered, like entering and leaving: a sender's line is taken
 		// before its leave can be, so "echo hi | ssh ..." delivers hi.
 		messages:   make(chan message),
+		logged:     make(chan []publication),
 		control:    make(chan func(*state)),
 		done:       make(chan struct{}),
 		jobs:       make(chan func(), maxPendingJobs),
@@ -53,6 +56,15 @@ func newRoom(opts roomOptions, now func() time.Time) *room {
 	st := newState(opts, now)
 	st.do = r.do
 	st.offload = r.offload
+	if opts.stored != nil {
+		logger := newHistoryLogger(opts.stored, st.log, opts.metrics)
+		st.toLog = logger.add
+		r.loggerDone = make(chan struct{})
+		go func() {
+			defer close(r.loggerDone)
+			logger.run(r.logged, r.done)
+		}()
+	}
 	go r.broadcaster(st)
 	go r.worker()
 	return r
@@ -92,6 +104,8 @@ func (r *room) broadcaster(st *state) {
 			if st.has(msg.from) {
 				st.handle(msg)
 			}
+		case ps := <-r.logged:
+			st.deliver(ps)
 		case fn := <-r.control:
 			fn(st)
 		case <-tick.C:
@@ -157,6 +171,9 @@ func (r *room) close(reason string) {
 		st.closed = true
 	})
 	<-r.done
+	if r.loggerDone != nil {
+		<-r.loggerDone // it stores what was published last
+	}
 	select {
 	case <-r.workerDone:
 	default:
