@@ -3,6 +3,7 @@ package sshchat
 import (
 	"cmp"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -17,6 +18,7 @@ type room struct {
 	leaving  chan *client
 	messages chan message
 	stored   chan stored // public messages whose write to the store is done
+	peer     chan PeerEvent
 	control  chan func(*state)
 	done     chan struct{} // closed when the broadcaster has stopped
 
@@ -49,6 +51,7 @@ func newRoom(opts roomOptions, now func() time.Time) *room {
 		// Buffered so that the store's writer rarely waits for the
 		// broadcaster to take what it has written.
 		stored:     make(chan stored, 256),
+		peer:       make(chan PeerEvent),
 		control:    make(chan func(*state)),
 		done:       make(chan struct{}),
 		jobs:       make(chan func(), maxPendingJobs),
@@ -104,6 +107,8 @@ func (r *room) broadcaster(st *state) {
 			}
 		case s := <-r.stored:
 			st.deliver(s)
+		case ev := <-r.peer:
+			st.fromPeer(ev)
 		case fn := <-r.control:
 			fn(st)
 		case <-tick.C:
@@ -164,6 +169,7 @@ func (r *room) close(reason string) {
 			st.remove(cli, hangup{notice: reason, closeConn: true})
 		}
 		st.closed = true
+		st.tellPeers(PeerEvent{Kind: PeerBye})
 	})
 	<-r.done
 	select {
@@ -252,8 +258,13 @@ func (r *room) presence() []presence {
 	r.do(func(st *state) {
 		now := st.now()
 		for _, name := range st.onlineNames() {
-			u := st.users[name]
-			list = append(list, presence{Name: name, Sessions: u.sessions, Idle: int64(now.Sub(u.lastActive) / time.Second), Away: u.away})
+			p := presence{Name: name, Nodes: strings.Join(st.nodesOf(name), ", ")}
+			if u := st.users[name]; u != nil && u.sessions > 0 {
+				p.Sessions, p.Idle, p.Away = u.sessions, int64(now.Sub(u.lastActive)/time.Second), u.away
+			} else {
+				_, p.Away, _ = st.remoteUser(name)
+			}
+			list = append(list, p)
 		}
 	})
 	return list
