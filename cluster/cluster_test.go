@@ -2,6 +2,8 @@ package cluster
 
 import (
 	"fmt"
+
+	"github.com/sshchat-dev/sshchat/keys"
 	"slices"
 	"strings"
 	"sync"
@@ -46,7 +48,7 @@ func TestWelcomeAndNamesListEveryNode(t *testing.T) {
 	bob.say("sync") // after the away, in the order bob's node sent them
 	alice.expect("bob: sync")
 	alice.say("/names")
-	alice.expect("4 online: alice, bob (on n2, away: lunch), carol (on n3), dave (on n2)")
+	alice.expect("4 online: alice (op), bob (on n2, away: lunch), carol (on n3), dave (on n2)")
 }
 
 func TestWelcomeShowsTheWholeRoom(t *testing.T) {
@@ -67,12 +69,12 @@ func TestSecondSessionOnAnotherNodeIsNotAnnounced(t *testing.T) {
 		u.expect("bob: sync")
 	}
 	bob.say("/names")
-	bob.expect("3 online: alice (on n1), bob (on n3), carol (on n3)")
+	bob.expect("3 online: alice (op, on n1), bob (on n3), carol (on n3)")
 	bobOnN3.quit()
 	carol.say("after")
 	bob.expect("carol: after")
 	bob.say("/names")
-	bob.expect("3 online: alice (on n1), bob, carol (on n3)")
+	bob.expect("3 online: alice (op, on n1), bob, carol (on n3)")
 	alice.expect("carol: after") // not "bob has left" first
 }
 
@@ -137,7 +139,7 @@ func TestDeadNodesUsersLeaveWithinTTL(t *testing.T) {
 		t.Errorf("bob left after %v, before the TTL %v could pass", took, testTTL)
 	}
 	alice.say("/names")
-	alice.expect("1 online: alice")
+	alice.expect("1 online: alice (op)")
 }
 
 func TestRestartedNodeLeavesNoGhosts(t *testing.T) {
@@ -159,7 +161,7 @@ func TestRestartedNodeLeavesNoGhosts(t *testing.T) {
 	n2again.join(c.user("dave"))
 	alice.expect("dave has arrived")
 	alice.say("/names")
-	alice.expect("2 online: alice, dave (on n2)")
+	alice.expect("2 online: alice (op), dave (on n2)")
 }
 
 func TestGracefulShutdownSaysBye(t *testing.T) {
@@ -227,4 +229,44 @@ func TestHistoryAcrossNodes(t *testing.T) {
 	if line := bob.nextWithin(waitLimit); !strings.HasSuffix(line, " alice: remember this") {
 		t.Errorf("bob's /history on n2 shows %q, want what alice said on n1", line)
 	}
+}
+
+func TestModerationIsShared(t *testing.T) {
+	c := newCluster(t)
+	n1, n2 := c.start("n1", nil), c.start("n2", nil)
+	alice := n1.join(c.user("alice")) // an operator
+	bobKey := c.user("bob")
+	bob := n2.join(bobKey)
+	alice.expect("bob has arrived")
+	carol := n2.join(c.user("carol"))
+	alice.expect("carol has arrived")
+	bob.expect("carol has arrived")
+
+	alice.say("/mute carol 1h noisy")
+	alice.skipUntil("carol was muted by alice")
+	alice.say("/ban bob spamming")
+	alice.skipUntil("bob was banned by alice")
+	// n2 applies the ban at once: bob is told and disconnected there ...
+	told := bob.ended()
+	if !slices.ContainsFunc(told, func(l string) bool { return strings.HasPrefix(l, "You are banned by alice") }) {
+		t.Errorf("bob on n2 was told %q, want the ban", told)
+	}
+	// ... refuses his logins ...
+	told = n2.refused(bobKey)
+	if len(told) != 1 || !strings.HasPrefix(told[0], "You are banned by alice") || !strings.HasSuffix(told[0], "(spamming).") {
+		t.Errorf("bob logging in to n2 was told %q, want the ban", told)
+	}
+	// ... and holds the mute, which came first.
+	carol.say("can I speak?")
+	carol.skipUntil("You are muted by alice")
+
+	alice.say("/unban bob")
+	alice.skipUntil("bob was unban")
+	alice.say("/unmute carol")
+	alice.skipUntil("carol was unmute")
+	n2.waitModeration(func(m *keys.Moderation) bool { return len(m.Bans)+len(m.Mutes) == 0 })
+	carol.say("I can speak")
+	alice.skipUntil("carol: I can speak")
+	n2.join(bobKey)
+	alice.expect("bob has arrived")
 }

@@ -5,9 +5,11 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +20,7 @@ import (
 	"go.uber.org/goleak"
 	gossh "golang.org/x/crypto/ssh"
 
+	"github.com/sshchat-dev/sshchat/keys"
 	"github.com/sshchat-dev/sshchat/sshchat"
 )
 
@@ -88,6 +91,19 @@ func (a *allowList) Lookup(key gossh.PublicKey) (string, bool) {
 	return name, ok
 }
 
+// User makes the list an sshchat.UserDirectory, so that operators can act
+// on users who are not online.
+func (a *allowList) User(name string) (string, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, n := range a.names {
+		if strings.EqualFold(n, name) {
+			return n, true
+		}
+	}
+	return "", false
+}
+
 // cluster is the nodes of one test, sharing one NATS server and one
 // allowed keys list.
 type cluster struct {
@@ -131,6 +147,22 @@ type node struct {
 	addr   string
 	host   gossh.PublicKey
 	stop   func()
+
+	moderation *keys.ModerationStore // the node's own file
+	changed    chan struct{}         // a change from another node was applied
+}
+
+// waitModeration waits until the node's moderation file satisfies ok.
+func (n *node) waitModeration(ok func(*keys.Moderation) bool) {
+	n.t.Helper()
+	timeout := time.After(waitLimit)
+	for !ok(n.moderation.Current()) {
+		select {
+		case <-n.changed:
+		case <-timeout:
+			n.t.Fatalf("%s: moderation still %+v after %v", n.name, n.moderation.Current(), waitLimit)
+		}
+	}
 }
 
 // start runs a node called name, changed by tweak; the test's cleanup stops
@@ -148,6 +180,12 @@ func (c *cluster) start(name string, tweak func(*sshchat.Config)) *node {
 	cfg.HostKey, cfg.Auth, cfg.Logger = host, c.allow, log
 	cfg.Rate = 0
 	cfg.Peers, cfg.PeerTTL = link, testTTL
+	local := keys.NewModerationStore(filepath.Join(t.TempDir(), "moderation.json"), log)
+	shared, err := link.ShareModeration(local)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Moderation = sshchat.Moderation{Operators: operators{"alice": true}, Sanctions: shared}
 	if tweak != nil {
 		tweak(&cfg)
 	}
@@ -158,13 +196,23 @@ func (c *cluster) start(name string, tweak func(*sshchat.Config)) *node {
 	if err := link.Start(srv); err != nil {
 		t.Fatal(err)
 	}
+	n := &node{t: t, name: name, link: link, server: srv, host: host.PublicKey(), moderation: local, changed: make(chan struct{}, 1)}
+	if err := shared.Follow(func() {
+		srv.Revalidate()
+		select {
+		case n.changed <- struct{}{}:
+		default:
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(l) }()
-	n := &node{t: t, name: name, link: link, server: srv, addr: l.Addr().String(), host: host.PublicKey()}
+	n.addr = l.Addr().String()
 	var once sync.Once
 	n.stop = func() {
 		once.Do(func() {
@@ -174,12 +222,20 @@ func (c *cluster) start(name string, tweak func(*sshchat.Config)) *node {
 			if err := <-served; err != nil {
 				t.Errorf("%s: Serve: %v", name, err)
 			}
+			shared.Close()
 			link.Close()
 		})
 	}
 	t.Cleanup(n.stop)
 	return n
 }
+
+// operators are the operators of every node.
+type operators map[string]bool
+
+func (o operators) IsOp(name string) bool { return o[name] }
+
+func (operators) SetOp(string, bool) error { return errors.New("the test's operators are fixed") }
 
 // testWriter sends a node's logs to the test log, shown on failure.
 type testWriter struct {
@@ -203,6 +259,40 @@ type chatter struct {
 
 // join connects signer to n and reads its greeting up to "You are NAME".
 func (n *node) join(signer gossh.Signer) *chatter {
+	n.t.Helper()
+	c := n.open(signer)
+	greeting, you := c.collectUntil("You are ", waitLimit)
+	c.greeting, c.name = greeting, strings.TrimPrefix(you, "You are ")
+	return c
+}
+
+// refused connects signer to n and returns what it was told before the
+// session ended.
+func (n *node) refused(signer gossh.Signer) []string {
+	n.t.Helper()
+	return n.open(signer).ended()
+}
+
+// ended returns what the session was told until it ended.
+func (c *chatter) ended() []string {
+	c.t.Helper()
+	var told []string
+	timeout := time.After(waitLimit)
+	for {
+		select {
+		case line, ok := <-c.lines:
+			if !ok {
+				return told
+			}
+			told = append(told, line)
+		case <-timeout:
+			c.t.Fatalf("%s: session still open after %v; told %q", c.name, waitLimit, told)
+		}
+	}
+}
+
+// open starts a line-mode chat session of signer on n.
+func (n *node) open(signer gossh.Signer) *chatter {
 	t := n.t
 	t.Helper()
 	client, err := gossh.Dial("tcp", n.addr, &gossh.ClientConfig{
@@ -236,8 +326,6 @@ func (n *node) join(signer gossh.Signer) *chatter {
 			c.lines <- sc.Text()
 		}
 	}()
-	greeting, you := c.collectUntil("You are ", waitLimit)
-	c.greeting, c.name = greeting, strings.TrimPrefix(you, "You are ")
 	return c
 }
 
@@ -253,17 +341,7 @@ func (c *chatter) say(text string) {
 func (c *chatter) quit() {
 	c.t.Helper()
 	c.say("/quit")
-	timeout := time.After(waitLimit)
-	for {
-		select {
-		case _, ok := <-c.lines:
-			if !ok {
-				return
-			}
-		case <-timeout:
-			c.t.Fatalf("%s: session still open %v after /quit", c.name, waitLimit)
-		}
-	}
+	c.ended()
 }
 
 // nextWithin returns the next line, failing the test after d.
