@@ -24,7 +24,11 @@
 // hands it to the room, which checks and sanitises it again.
 //
 // Moderation (bans, mutes, message of the day) is shared through a
-// JetStream key-value bucket; see SharedSanctions.
+// JetStream key-value bucket; see SharedSanctions. History is not shared
+// through NATS: each node stores every public line it delivers, its own
+// users' and the other nodes', in its own store, so history and catch-up
+// show what was said through any node while it was running. Limits (sessions
+// and lines per user) hold per node.
 package cluster
 
 import (
