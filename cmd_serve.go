@@ -28,6 +28,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/sshchat-dev/sshchat/cluster"
 	"github.com/sshchat-dev/sshchat/keys"
 	"github.com/sshchat-dev/sshchat/sshchat"
 	"github.com/sshchat-dev/sshchat/store"
@@ -57,6 +58,11 @@ type serveOptions struct {
 	shutdownGrace        time.Duration
 	debug                bool
 	chat                 sshchat.Config
+	// Clustering: on when nats is set.
+	nats       string
+	natsCreds  string
+	natsPrefix string
+	node       string
 }
 
 // positiveFlags are the numeric flags that must be more than 0. Every other
@@ -78,7 +84,17 @@ func defaultServeOptions() serveOptions {
 		data:          "data",
 		shutdownGrace: 5 * time.Second,
 		chat:          sshchat.DefaultConfig(),
+		natsPrefix:    cluster.DefaultPrefix,
+		node:          hostName(),
 	}
+}
+
+// hostName is the default node name.
+func hostName() string {
+	if h, err := os.Hostname(); err == nil && h != "" {
+		return h
+	}
+	return "sshchat"
 }
 
 // serveFlags defines the flags of "sshchat serve", with o's values as
@@ -116,6 +132,11 @@ func serveFlags(o *serveOptions) *flag.FlagSet {
 	fs.IntVar(&c.Catchup, "catchup", c.Catchup, "most public messages replayed to a returning user")
 	fs.IntVar(&c.AnnounceMax, "announce-max", c.AnnounceMax, "users in the room above which arrivals and departures are only summarised, once a second (0 = no limit)")
 	fs.Var((*days)(&c.HistoryKeep), "history-keep", "how long public messages are kept, such as 30d or 12h (0 = forever)")
+	fs.StringVar(&o.nats, "nats", o.nats, "join a cluster of nodes sharing one room through these NATS server `URLs`, comma-separated (off if empty)")
+	fs.StringVar(&o.natsCreds, "nats-creds", o.natsCreds, "NATS credentials `file` (none if empty)")
+	fs.StringVar(&o.natsPrefix, "nats-subject-prefix", o.natsPrefix, "`prefix` of the NATS subjects and JetStream buckets of this cluster")
+	fs.StringVar(&o.node, "node", o.node, "this node's `name` in the cluster, unique among its nodes")
+	fs.DurationVar(&c.PeerTTL, "node-ttl", c.PeerTTL, "how long a node may stay silent before the others take its users as gone")
 	fs.VisitAll(func(f *flag.Flag) { f.Usage += " (env " + envVar(f.Name) + ")" })
 	return fs
 }
@@ -400,9 +421,31 @@ func serve(ctx context.Context, o serveOptions, reload <-chan struct{}, log *slo
 	cfg := o.chat
 	cfg.HostKey, cfg.Auth, cfg.Logger, cfg.Store, cfg.Metrics = hostKey, allowed, log, history, registry
 	cfg.Moderation = sshchat.Moderation{Operators: ops, Sanctions: sanctions, Audit: audit}
+	var link *cluster.Link
+	var shared *cluster.SharedSanctions
+	if o.nats != "" {
+		link, err = cluster.Dial(cluster.Options{URLs: o.nats, CredsFile: o.natsCreds, Node: o.node, Prefix: o.natsPrefix, Logger: log})
+		if err != nil {
+			return err
+		}
+		defer link.Close() // after the server has shut down: the others hear its bye
+		if shared, err = link.ShareModeration(sanctions); err != nil {
+			return err
+		}
+		defer shared.Close()
+		cfg.Peers, cfg.Moderation.Sanctions = link, shared
+	}
 	server, err := sshchat.New(cfg)
 	if err != nil {
 		return err
+	}
+	if link != nil {
+		if err := link.Start(server); err != nil {
+			return err
+		}
+		if err := shared.Follow(server.Revalidate); err != nil {
+			return err
+		}
 	}
 
 	// Each file is watched; SIGHUP (reload) asks all of them to reload too.

@@ -1,6 +1,7 @@
 package sshchat
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -81,7 +82,6 @@ func cmdNames(st *state, cli *client, _ *user, _ string) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d online:", len(names))
 	for i, name := range names {
-		u := st.users[name]
 		if i > 0 {
 			b.WriteByte(',')
 		}
@@ -90,11 +90,21 @@ func cmdNames(st *state, cli *client, _ *user, _ string) {
 		if st.isOperator(name) {
 			notes = append(notes, "op")
 		}
-		if u.away != "" {
-			notes = append(notes, "away: "+u.away)
+		if nodes := st.nodesOf(name); len(nodes) > 0 {
+			notes = append(notes, "on "+strings.Join(nodes, ", "))
 		}
-		if idle := now.Sub(u.lastActive); idle >= time.Minute {
-			notes = append(notes, "idle "+idle.Truncate(time.Minute).String())
+		u := st.users[name]
+		if u == nil || u.sessions == 0 {
+			if _, away, _ := st.remoteUser(name); away != "" {
+				notes = append(notes, "away: "+away)
+			}
+		} else {
+			if u.away != "" {
+				notes = append(notes, "away: "+u.away)
+			}
+			if idle := now.Sub(u.lastActive); idle >= time.Minute {
+				notes = append(notes, "idle "+idle.Truncate(time.Minute).String())
+			}
 		}
 		if len(notes) > 0 {
 			fmt.Fprintf(&b, " (%s)", strings.Join(notes, ", "))
@@ -134,7 +144,8 @@ func cmdReply(st *state, cli *client, u *user, arg string) {
 }
 
 // private delivers text to every session of the user named to (matched
-// case-insensitively) and confirms to the sender.
+// case-insensitively), here and on the other nodes, and confirms to the
+// sender.
 func (st *state) private(cli *client, to, text string) {
 	var target *user
 	for name, u := range st.users {
@@ -143,15 +154,21 @@ func (st *state) private(cli *client, to, text string) {
 			break
 		}
 	}
-	if target == nil {
+	away := ""
+	if target != nil {
+		st.sendUser(to, st.newEvent(eventPrivate, cli.name, text))
+		target.replyTo, away = cli.name, target.away
+	}
+	if name, remoteAway, ok := st.remoteUser(to); ok {
+		to, away = name, cmp.Or(away, remoteAway)
+		st.tellPeers(PeerEvent{Kind: PeerPrivate, From: cli.name, To: name, Text: text})
+	} else if target == nil {
 		st.notify(cli, fmt.Sprintf("No one called %s is online.", to))
 		return
 	}
-	st.sendUser(to, st.newEvent(eventPrivate, cli.name, text))
-	target.replyTo = cli.name
 	st.notify(cli, fmt.Sprintf("[PM to %s] %s", to, text))
-	if target.away != "" {
-		st.notify(cli, fmt.Sprintf("%s is away: %s", to, target.away))
+	if away != "" {
+		st.notify(cli, fmt.Sprintf("%s is away: %s", to, away))
 	}
 }
 
@@ -160,10 +177,12 @@ func cmdAway(st *state, cli *client, u *user, arg string) {
 		arg = "away"
 	}
 	u.away = arg
+	st.tellPeers(PeerEvent{Kind: PeerAway, From: cli.name, Text: arg})
 	st.notify(cli, "You are marked away: "+arg)
 }
 
 func cmdBack(st *state, cli *client, u *user, _ string) {
 	u.away = ""
+	st.tellPeers(PeerEvent{Kind: PeerAway, From: cli.name})
 	st.notify(cli, "Welcome back.")
 }

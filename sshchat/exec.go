@@ -208,6 +208,9 @@ type presence struct {
 	Sessions int    `json:"sessions"`
 	Idle     int64  `json:"idle_seconds"`
 	Away     string `json:"away,omitempty"`
+	// Nodes are the other nodes of the cluster the user is on, comma
+	// separated; Sessions counts only this node's.
+	Nodes string `json:"nodes,omitempty"`
 }
 
 func execNames(s *Server, x *execSession) uint32 {
@@ -222,6 +225,9 @@ func execNames(s *Server, x *execSession) uint32 {
 		line := fmt.Sprintf("%s %d %s, idle %s", p.Name, p.Sessions, plural(uint64(p.Sessions), "session"), time.Duration(p.Idle)*time.Second)
 		if p.Away != "" {
 			line += ", away: " + p.Away
+		}
+		if p.Nodes != "" {
+			line += ", on " + p.Nodes
 		}
 		io.WriteString(x.stdout, line+"\n")
 	}

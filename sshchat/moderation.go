@@ -129,6 +129,9 @@ func (st *state) lookupUser(name string) (target, bool) {
 			return target{n, true}, true
 		}
 	}
+	if n, _, ok := st.remoteUser(name); ok {
+		return target{n, true}, true
+	}
 	if dir := st.opts.directory; dir != nil {
 		if canonical, ok := dir.User(name); ok {
 			return target{canonical, false}, true
@@ -213,6 +216,10 @@ func cmdKick(st *state, cli *client, _ *user, arg string) {
 	}
 	if !t.online {
 		st.notify(cli, fmt.Sprintf("%s is not online.", t.name))
+		return
+	}
+	if u := st.users[t.name]; u == nil || u.sessions == 0 {
+		st.notify(cli, fmt.Sprintf("%s is on another node (%s), which /kick does not reach; /ban %s 1m does.", t.name, strings.Join(st.nodesOf(t.name), ", "), t.name))
 		return
 	}
 	reason = strings.TrimSpace(reason)

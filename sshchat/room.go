@@ -3,6 +3,7 @@ package sshchat
 import (
 	"cmp"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -16,6 +17,7 @@ type room struct {
 	entering chan *client
 	leaving  chan *client
 	messages chan message
+	peer     chan PeerEvent // what other nodes tell this one
 	control  chan func(*state)
 	logged   chan []publication // public messages the history logger has stored
 	done     chan struct{}      // closed when the broadcaster has stopped
@@ -48,6 +50,7 @@ func newRoom(opts roomOptions, now func() time.Time) *room {
 		// before its leave can be, so "echo hi | ssh ..." delivers hi.
 		messages:   make(chan message),
 		logged:     make(chan []publication),
+		peer:       make(chan PeerEvent),
 		control:    make(chan func(*state)),
 		done:       make(chan struct{}),
 		jobs:       make(chan func(), maxPendingJobs),
@@ -106,6 +109,8 @@ func (r *room) broadcaster(st *state) {
 			}
 		case ps := <-r.logged:
 			st.deliver(ps)
+		case ev := <-r.peer:
+			st.fromPeer(ev)
 		case fn := <-r.control:
 			fn(st)
 		case <-tick.C:
@@ -169,6 +174,7 @@ func (r *room) close(reason string) {
 			st.remove(cli, hangup{notice: reason, closeConn: true})
 		}
 		st.closed = true
+		st.tellPeers(PeerEvent{Kind: PeerBye})
 	})
 	<-r.done
 	if r.loggerDone != nil {
@@ -260,8 +266,13 @@ func (r *room) presence() []presence {
 	r.do(func(st *state) {
 		now := st.now()
 		for _, name := range st.onlineNames() {
-			u := st.users[name]
-			list = append(list, presence{Name: name, Sessions: u.sessions, Idle: int64(now.Sub(u.lastActive) / time.Second), Away: u.away})
+			p := presence{Name: name, Nodes: strings.Join(st.nodesOf(name), ", ")}
+			if u := st.users[name]; u != nil && u.sessions > 0 {
+				p.Sessions, p.Idle, p.Away = u.sessions, int64(now.Sub(u.lastActive)/time.Second), u.away
+			} else {
+				_, p.Away, _ = st.remoteUser(name)
+			}
+			list = append(list, p)
 		}
 	})
 	return list

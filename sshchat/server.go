@@ -94,6 +94,11 @@ type Config struct {
 	// Metrics, if set, is where the server registers its Prometheus
 	// metrics.
 	Metrics prometheus.Registerer
+	// Peers, if set, links this node to the other nodes of a cluster
+	// (package cluster), which then hands their events to FromPeer. A node
+	// not heard from for PeerTTL is taken as gone, with its users.
+	Peers   Peers
+	PeerTTL time.Duration
 }
 
 // DefaultConfig returns the defaults documented in the README.
@@ -116,6 +121,7 @@ func DefaultConfig() Config {
 		AuthLogRate:        20,
 		Catchup:            100,
 		HistoryKeep:        30 * 24 * time.Hour,
+		PeerTTL:            DefaultPeerTTL,
 	}
 }
 
@@ -132,6 +138,8 @@ func (c *Config) validate() error {
 		return errors.New("limits must not be negative")
 	case c.Catchup < 0 || c.HistoryKeep < 0:
 		return errors.New("catch-up and history retention must not be negative")
+	case c.Peers != nil && c.PeerTTL <= 2*housekeepingEvery:
+		return fmt.Errorf("peer TTL %s must be longer than %s: nodes are heard from every %s", c.PeerTTL, 2*housekeepingEvery, housekeepingEvery)
 	case c.MaxLine > store.MaxText:
 		return fmt.Errorf("max line %d is longer than the store keeps (%d)", c.MaxLine, store.MaxText)
 	}
@@ -210,6 +218,9 @@ func New(cfg Config) (*Server, error) {
 		moderation:  cfg.Moderation,
 		metrics:     s.metrics,
 		log:         cfg.Logger,
+		peers:       cfg.Peers,
+		peerTTL:     cfg.PeerTTL,
+		maxLine:     cfg.MaxLine,
 	}
 	opts.directory, _ = cfg.Auth.(UserDirectory)
 	if cfg.Store != nil {

@@ -21,6 +21,7 @@ type state struct {
 
 	history // public messages, and when users last left
 	news    presenceNews
+	peers   map[string]*peerNode // the other nodes of the cluster, by name
 
 	opts roomOptions
 	now  func() time.Time
@@ -48,6 +49,9 @@ type roomOptions struct {
 	saved      savedHistory  // what the store held at start-up
 	log        *slog.Logger
 	moderation Moderation
+	peers      Peers         // nil: this node is alone
+	peerTTL    time.Duration // how long another node may stay silent
+	maxLine    int           // bytes in a line from another node, at most
 }
 
 // housekeepingEvery is how often the broadcaster does its housekeeping.
@@ -94,6 +98,7 @@ func newState(opts roomOptions, now func() time.Time) *state {
 	st := &state{
 		clients: make(map[*client]struct{}),
 		users:   make(map[string]*user),
+		peers:   make(map[string]*peerNode),
 		opts:    opts,
 		now:     now,
 	}
@@ -160,9 +165,10 @@ func (st *state) join(cli *client) {
 		st.opts.metrics.userOnline(1)
 		u.lastActive = st.now()
 		u.announced = u.announces.Allow()
-		if u.announced {
+		if u.announced && !st.elsewhere(cli.name, nil) {
 			st.announcePresence(eventJoin, cli.name)
 		}
+		st.tellPeers(PeerEvent{Kind: PeerJoin, From: cli.name, Announce: u.announced})
 	}
 	st.clients[cli] = struct{}{}
 	st.welcome(cli)
@@ -174,7 +180,9 @@ func (st *state) drop(cli *client, why hangup) {
 	st.remove(cli, why)
 	if u := st.users[cli.name]; !cli.quiet && u.sessions == 0 && u.announced {
 		u.announced = false
-		st.announcePresence(eventLeave, cli.name)
+		if !st.elsewhere(cli.name, nil) {
+			st.announcePresence(eventLeave, cli.name)
+		}
 	}
 }
 
@@ -193,6 +201,7 @@ func (st *state) remove(cli *client, why hangup) {
 		st.opts.metrics.userOnline(-1)
 		u.leftAt, u.away, u.replyTo = st.now(), "", ""
 		st.left(cli.name, u.leftAt)
+		st.tellPeers(PeerEvent{Kind: PeerLeave, From: cli.name, Announce: u.announced})
 	}
 }
 
@@ -207,6 +216,8 @@ func (st *state) countQueued() {
 // departures collected, tells users how many lines the rate limit refused
 // lately and forgets users gone for longer than userLinger.
 func (st *state) housekeeping() {
+	st.expirePeers()
+	st.publishRoster()
 	st.announceSummaries()
 	now := st.now()
 	for name, u := range st.users {
@@ -344,13 +355,19 @@ func (st *state) say(cli *client, kind eventKind, text string) {
 		return
 	}
 	st.publish(st.newEvent(kind, cli.name, text), cli)
+	peerKind := PeerSay
+	if kind == eventAction {
+		peerKind = PeerAction
+	}
+	st.tellPeers(PeerEvent{Kind: peerKind, From: cli.name, Text: text})
 }
 
 func (st *state) newEvent(kind eventKind, from, text string) *event {
 	return newEvent(kind, from, text, st.now())
 }
 
-// onlineNames returns the names of users with a session, sorted.
+// onlineNames returns the names of users with a session, here or on
+// another node, sorted.
 func (st *state) onlineNames() []string {
 	names := make([]string, 0, len(st.users))
 	for name, u := range st.users {
@@ -358,8 +375,15 @@ func (st *state) onlineNames() []string {
 			names = append(names, name)
 		}
 	}
+	for _, n := range st.peers {
+		for name := range n.users {
+			if u := st.users[name]; u == nil || u.sessions == 0 {
+				names = append(names, name)
+			}
+		}
+	}
 	slices.Sort(names)
-	return names
+	return slices.Compact(names)
 }
 
 // post publishes text from a quiet client, saying why not if it may not.
@@ -376,5 +400,6 @@ func (st *state) post(cli *client, text string) (why string) {
 	}
 	u.lastActive = st.now()
 	st.publish(st.newEvent(eventChat, cli.name, text), nil)
+	st.tellPeers(PeerEvent{Kind: PeerSay, From: cli.name, Text: text})
 	return ""
 }

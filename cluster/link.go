@@ -1,0 +1,368 @@
+// Package cluster links several sshchat nodes into one room over NATS
+// (github.com/nats-io/nats.go).
+//
+// Each node's broadcaster serves its own users as when it runs alone; what
+// its users do crosses NATS once, as one small JSON message per line (never
+// one per delivery), which every other node hands to its own broadcaster.
+// Subjects, under a prefix (Options.Prefix, default "sshchat"):
+//
+//	PREFIX.room      public lines and /me actions: {"kind":"say"|"action","from","text"}
+//	PREFIX.presence  join, leave, away, bye, and every second the node's roster:
+//	                 {"kind":"roster","users":[{"name","away"}]}, its heartbeat
+//	PREFIX.private   /msg and /reply to a user on another node: {"kind":"private","from","to","text"}
+//
+// Every message also carries "v" (1), "node" (the sending node's name) and
+// "boot" (its run, random per start, so a restarted node replaces its
+// former self and leaves no ghosts). Operators can follow the traffic with
+// `nats sub 'sshchat.>'`.
+//
+// One publisher goroutine per node sends, in order, from a bounded queue
+// that the broadcaster never waits on; NATS keeps one publisher's order,
+// so each sender's lines arrive in order everywhere. While the link is down
+// nothing is buffered: lines stay on their node and are not sent twice.
+// One subscription receives, checks the size and shape of each message and
+// hands it to the room, which checks and sanitises it again.
+//
+// Moderation (bans, mutes, message of the day) is shared through a
+// JetStream key-value bucket; see SharedSanctions. History is not shared
+// through NATS: each node stores every public line it delivers, its own
+// users' and the other nodes', in its own store, so history and catch-up
+// show what was said through any node while it was running. Limits (sessions
+// and lines per user) hold per node.
+package cluster
+
+import (
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/sshchat-dev/sshchat/sshchat"
+)
+
+// Options configure a Link.
+type Options struct {
+	URLs      string // NATS server URLs, comma-separated
+	CredsFile string // NATS credentials file; none if empty
+	Node      string // this node's name: letters, digits, '.', '-', '_'
+	Prefix    string // subject prefix; DefaultPrefix if empty
+	QueueLen  int    // events waiting to be published before they are dropped; DefaultQueueLen if 0
+	Logger    *slog.Logger
+}
+
+// Defaults of Options.
+const (
+	DefaultPrefix   = "sshchat"
+	DefaultQueueLen = 4096
+)
+
+// MaxMessage is the largest NATS message a node accepts from another.
+const MaxMessage = 1 << 20
+
+var (
+	validNode   = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+	validPrefix = regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`)
+)
+
+// Room is where a Link delivers what the other nodes say: *sshchat.Server.
+type Room interface {
+	FromPeer(ev sshchat.PeerEvent)
+	PeerLink(up bool)
+}
+
+// Link is this node's connection to the others. Its Publish method makes
+// it an sshchat.Peers.
+type Link struct {
+	nc     *nats.Conn
+	node   string
+	boot   string
+	prefix string
+	log    *slog.Logger
+
+	queue   chan sshchat.PeerEvent
+	dropped atomic.Uint64 // events not published: queue full, or link down
+	quit    chan struct{}
+	sent    chan struct{} // closed when the publisher has stopped
+
+	mu       sync.Mutex
+	room     Room // nil until Start
+	sub      *nats.Subscription
+	linkLost bool // the room was told, and has not been told it is back
+}
+
+// Dial connects to NATS and returns a Link that queues what is published
+// until Start. It keeps reconnecting for ever; if no server answers at
+// first, it keeps trying in the background.
+func Dial(o Options) (*Link, error) {
+	if o.Prefix == "" {
+		o.Prefix = DefaultPrefix
+	}
+	if o.QueueLen == 0 {
+		o.QueueLen = DefaultQueueLen
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	switch {
+	case !validNode.MatchString(o.Node):
+		return nil, fmt.Errorf("cluster: node name %q: want 1 to 64 letters, digits, '.', '-' or '_'", o.Node)
+	case !validPrefix.MatchString(o.Prefix):
+		return nil, fmt.Errorf("cluster: subject prefix %q: want dot-separated tokens of letters, digits, '-' or '_'", o.Prefix)
+	case o.QueueLen < 0:
+		return nil, errors.New("cluster: queue length must not be negative")
+	}
+	l := &Link{
+		node:   o.Node,
+		boot:   rand.Text()[:16],
+		prefix: o.Prefix,
+		log:    o.Logger.With("node", o.Node),
+		queue:  make(chan sshchat.PeerEvent, o.QueueLen),
+		quit:   make(chan struct{}),
+		sent:   make(chan struct{}),
+	}
+	opts := []nats.Option{
+		nats.Name("sshchat " + o.Node),
+		nats.MaxReconnects(-1),
+		nats.RetryOnFailedConnect(true),
+		nats.ReconnectWait(time.Second),
+		// Nothing is kept for later while the link is down: the users are
+		// told their lines stay on this node, and they do.
+		nats.ReconnectBufSize(-1),
+		nats.NoEcho(),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { l.linkChanged(false, err) }),
+		nats.ReconnectHandler(func(*nats.Conn) { l.linkChanged(true, nil) }),
+		nats.ConnectHandler(func(*nats.Conn) { l.log.Info("cluster: connected to NATS") }),
+		nats.ClosedHandler(func(*nats.Conn) { l.log.Info("cluster: NATS connection closed") }),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			l.log.Error("cluster: NATS error", "err", err)
+		}),
+	}
+	if o.CredsFile != "" {
+		opts = append(opts, nats.UserCredentials(o.CredsFile))
+	}
+	nc, err := nats.Connect(o.URLs, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: connecting to %s: %w", o.URLs, err)
+	}
+	l.nc = nc
+	go l.publisher()
+	return l, nil
+}
+
+// Node is the node's name; Boot identifies this run of it.
+func (l *Link) Node() string { return l.node }
+
+// Boot identifies this run of the node.
+func (l *Link) Boot() string { return l.boot }
+
+func (l *Link) subject(name string) string { return l.prefix + "." + name }
+
+// Start subscribes to the other nodes' events and hands them to room.
+func (l *Link) Start(room Room) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.room = room
+	sub, err := l.nc.Subscribe(l.subject("*"), l.receive)
+	if err != nil {
+		return fmt.Errorf("cluster: subscribing to %s: %w", l.subject("*"), err)
+	}
+	// What a node says must not be lost to a brief burst: a deep buffer,
+	// bounded in bytes.
+	if err := sub.SetPendingLimits(1<<16, 64<<20); err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	l.sub = sub
+	// Once the server has the subscription, nothing said from now on is
+	// missed; if it is unreachable, the subscription is made on reconnect.
+	if err := l.nc.FlushTimeout(flushTimeout); err != nil {
+		l.log.Warn("cluster: NATS not reachable yet; joining the others once it is", "err", err)
+	}
+	l.log.Info("cluster: following the other nodes", "subjects", l.subjectsHelp(), "boot", l.boot)
+	return nil
+}
+
+// flushTimeout bounds a round trip to the NATS server.
+const flushTimeout = 2 * time.Second
+
+// linkChanged tells the room, once, that the link went down or came back.
+func (l *Link) linkChanged(up bool, err error) {
+	l.mu.Lock()
+	room, tell := l.room, l.linkLost == up
+	l.linkLost = !up
+	l.mu.Unlock()
+	if up {
+		l.log.Info("cluster: reconnected to NATS", "url", l.nc.ConnectedUrlRedacted())
+	} else {
+		l.log.Warn("cluster: disconnected from NATS", "err", err)
+	}
+	if tell && room != nil {
+		room.PeerLink(up)
+	}
+}
+
+// Publish queues ev for the other nodes. It never blocks: when the queue is
+// full the event is dropped, counted and logged.
+func (l *Link) Publish(ev sshchat.PeerEvent) {
+	select {
+	case l.queue <- ev:
+	default:
+		if n := l.dropped.Add(1); n&(n-1) == 0 { // 1, 2, 4, 8...: logged, not flooded
+			l.log.Error("cluster: publish queue full; events dropped", "dropped_total", n, "queue", cap(l.queue))
+		}
+	}
+}
+
+// Dropped is how many events were not published: the queue was full or
+// the link was down.
+func (l *Link) Dropped() uint64 { return l.dropped.Load() }
+
+// wireEvent is a PeerEvent as it crosses NATS.
+type wireEvent struct {
+	V        int        `json:"v"`
+	Node     string     `json:"node"`
+	Boot     string     `json:"boot"`
+	Kind     string     `json:"kind"`
+	From     string     `json:"from,omitempty"`
+	To       string     `json:"to,omitempty"`
+	Text     string     `json:"text,omitempty"`
+	Announce bool       `json:"announce,omitempty"`
+	Users    []wireUser `json:"users,omitempty"`
+}
+
+type wireUser struct {
+	Name string `json:"name"`
+	Away string `json:"away,omitempty"`
+}
+
+// wireVersion is the version of wireEvent this node speaks.
+const wireVersion = 1
+
+// subjects says which subject each kind is sent on.
+var subjects = map[sshchat.PeerKind]string{
+	sshchat.PeerSay: "room", sshchat.PeerAction: "room",
+	sshchat.PeerJoin: "presence", sshchat.PeerLeave: "presence", sshchat.PeerAway: "presence",
+	sshchat.PeerRoster: "presence", sshchat.PeerBye: "presence",
+	sshchat.PeerPrivate: "private",
+}
+
+// publisher sends what is queued, in order, until Close.
+func (l *Link) publisher() {
+	defer close(l.sent)
+	for {
+		select {
+		case ev := <-l.queue:
+			l.send(ev)
+		case <-l.quit:
+			for { // what was queued before Close, then stop
+				select {
+				case ev := <-l.queue:
+					l.send(ev)
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+func (l *Link) send(ev sshchat.PeerEvent) {
+	subject, ok := subjects[ev.Kind]
+	if !ok {
+		l.log.Error("cluster: unknown event kind not published", "kind", string(ev.Kind))
+		return
+	}
+	w := wireEvent{V: wireVersion, Node: l.node, Boot: l.boot, Kind: string(ev.Kind), From: ev.From, To: ev.To, Text: ev.Text, Announce: ev.Announce}
+	for _, u := range ev.Users {
+		w.Users = append(w.Users, wireUser(u))
+	}
+	data, err := json.Marshal(w)
+	if err == nil && len(data) > MaxMessage {
+		err = fmt.Errorf("message of %d bytes is longer than %d", len(data), MaxMessage)
+	}
+	if err == nil {
+		err = l.nc.Publish(l.subject(subject), data)
+	}
+	if err != nil {
+		// While the link is down: the users were told.
+		if n := l.dropped.Add(1); n&(n-1) == 0 || !errors.Is(err, nats.ErrReconnectBufExceeded) {
+			l.log.Warn("cluster: event not published", "kind", string(ev.Kind), "err", err, "dropped_total", n)
+		}
+	}
+}
+
+// receive handles one message from another node.
+func (l *Link) receive(m *nats.Msg) {
+	ev, err := decode(m.Data)
+	if err == nil && ev.Node == l.node {
+		err = errors.New("sent under this node's own name: is -node the same on two nodes?")
+	}
+	if err != nil {
+		l.log.Warn("cluster: malformed message dropped", "subject", m.Subject, "bytes", len(m.Data), "err", err)
+		return
+	}
+	l.mu.Lock()
+	room := l.room
+	l.mu.Unlock()
+	room.FromPeer(ev)
+}
+
+// decode parses and checks the shape of a message from another node; the
+// room checks and sanitises its content.
+func decode(data []byte) (sshchat.PeerEvent, error) {
+	if len(data) > MaxMessage {
+		return sshchat.PeerEvent{}, fmt.Errorf("longer than %d bytes", MaxMessage)
+	}
+	var w wireEvent
+	if err := json.Unmarshal(data, &w); err != nil {
+		return sshchat.PeerEvent{}, err
+	}
+	switch {
+	case w.V != wireVersion:
+		return sshchat.PeerEvent{}, fmt.Errorf("version %d, want %d", w.V, wireVersion)
+	case !validNode.MatchString(w.Node):
+		return sshchat.PeerEvent{}, fmt.Errorf("invalid node name %q", w.Node)
+	case w.Boot == "" || len(w.Boot) > 64:
+		return sshchat.PeerEvent{}, errors.New("missing or overlong boot id")
+	}
+	if _, ok := subjects[sshchat.PeerKind(w.Kind)]; !ok {
+		return sshchat.PeerEvent{}, fmt.Errorf("unknown kind %q", w.Kind)
+	}
+	ev := sshchat.PeerEvent{Kind: sshchat.PeerKind(w.Kind), Node: w.Node, Boot: w.Boot, From: w.From, To: w.To, Text: w.Text, Announce: w.Announce}
+	for _, u := range w.Users {
+		ev.Users = append(ev.Users, sshchat.PeerUser(u))
+	}
+	return ev, nil
+}
+
+// Close publishes what is queued, then closes the connection to NATS. Call
+// it after the server has shut down, so the others hear this node's bye.
+func (l *Link) Close() {
+	close(l.quit)
+	<-l.sent
+	l.mu.Lock()
+	sub := l.sub
+	l.mu.Unlock()
+	if sub != nil {
+		sub.Unsubscribe()
+	}
+	if err := l.nc.FlushTimeout(flushTimeout); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+		l.log.Debug("cluster: flushing before close", "err", err)
+	}
+	l.nc.Close()
+}
+
+// Connected reports whether the link to NATS is up.
+func (l *Link) Connected() bool { return l.nc.IsConnected() }
+
+// subjectsHelp lists the subjects for logs and documentation.
+func (l *Link) subjectsHelp() string {
+	return strings.Join([]string{l.subject("room"), l.subject("presence"), l.subject("private")}, ", ")
+}

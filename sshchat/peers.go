@@ -1,0 +1,325 @@
+package sshchat
+
+import (
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/sshchat-dev/sshchat/keys"
+)
+
+// Several nodes can share one room (package cluster links them over NATS).
+// Each node's broadcaster still serves only its own users: it tells the
+// other nodes, through Peers, what its users do (one PeerEvent per line,
+// never one per delivery), and the events of the other nodes come back in
+// through Server.FromPeer and are handled on the broadcaster like a local
+// user's line, after the same sanitising and size checks. Every node
+// announces its users once a housekeeping tick (a roster); a node not
+// heard from for Config.PeerTTL is taken as gone, and its users as left.
+
+// Peers carries what this node tells the other nodes of its cluster:
+// cluster.Link. Publish must never block: it queues or drops (and counts
+// and logs the drop itself).
+type Peers interface {
+	Publish(ev PeerEvent)
+}
+
+// PeerKind is what a PeerEvent tells.
+type PeerKind string
+
+// The kinds of PeerEvent.
+const (
+	PeerSay     PeerKind = "say"     // a public line: From, Text
+	PeerAction  PeerKind = "action"  // a /me: From, Text
+	PeerJoin    PeerKind = "join"    // From's first session on the node; Announce
+	PeerLeave   PeerKind = "leave"   // From's last session on the node left; Announce
+	PeerAway    PeerKind = "away"    // From is away (Text, the reason) or back (Text empty)
+	PeerPrivate PeerKind = "private" // a private message From to To: Text
+	PeerRoster  PeerKind = "roster"  // everyone on the node: Users; also the node's heartbeat
+	PeerBye     PeerKind = "bye"     // the node is shutting down: its users are gone
+)
+
+// PeerEvent is one thing a node tells the others. Node and Boot name the
+// node that sent it, and its run (a restarted node has a new Boot); the
+// link fills them in on the way out.
+type PeerEvent struct {
+	Kind     PeerKind
+	Node     string
+	Boot     string
+	From     string
+	To       string
+	Text     string
+	Announce bool // a join or leave the sending node announced, so the others do too
+	Users    []PeerUser
+}
+
+// PeerUser is one user on a node, in a roster.
+type PeerUser struct {
+	Name string
+	Away string
+}
+
+// DefaultPeerTTL is how long a node may stay silent before the other
+// nodes take its users as gone. Nodes send their roster every second.
+const DefaultPeerTTL = 10 * time.Second
+
+// maxRosterUsers bounds the users one roster may bring in.
+const maxRosterUsers = 100_000
+
+// peerNode is what this node knows of another node of the cluster.
+type peerNode struct {
+	boot  string
+	heard time.Time
+	users map[string]string // user name -> away reason
+}
+
+// FromPeer hands the room an event from another node, once the broadcaster
+// takes it; it returns at once if the server has stopped. Nothing in ev is
+// trusted: names are checked, text sanitised and size-checked, and what
+// fails is logged and dropped.
+func (s *Server) FromPeer(ev PeerEvent) {
+	select {
+	case s.room.peer <- ev:
+	case <-s.room.done:
+	}
+}
+
+// PeerLink tells the users that the link to the other nodes was lost (up
+// false) or is back.
+func (s *Server) PeerLink(up bool) {
+	s.room.do(func(st *state) {
+		if up {
+			st.log.Info("cluster: link to the other nodes is back")
+			st.announce("The link to the other nodes is back; messages reach the whole room again.")
+			st.publishRoster()
+			return
+		}
+		st.log.Warn("cluster: link to the other nodes lost")
+		st.announce("The link to the other nodes was lost; messages stay on this node.")
+	})
+}
+
+// tellPeers publishes ev to the other nodes, if there are any.
+func (st *state) tellPeers(ev PeerEvent) {
+	if st.opts.peers != nil {
+		st.opts.peers.Publish(ev)
+	}
+}
+
+// publishRoster tells the other nodes who is on this one; it is the node's
+// heartbeat too.
+func (st *state) publishRoster() {
+	if st.opts.peers == nil {
+		return
+	}
+	users := make([]PeerUser, 0, len(st.users))
+	for name, u := range st.users {
+		if u.sessions > 0 {
+			users = append(users, PeerUser{Name: name, Away: u.away})
+		}
+	}
+	st.opts.peers.Publish(PeerEvent{Kind: PeerRoster, Users: users})
+}
+
+// peerText sanitises text from another node, reporting false if it is
+// empty or longer than a local user may send.
+func (st *state) peerText(text string) (string, bool) {
+	text = strings.TrimSpace(Sanitize(text))
+	return text, text != "" && len(text) <= st.opts.maxLine
+}
+
+// fromPeer handles an event from another node on the broadcaster.
+func (st *state) fromPeer(ev PeerEvent) {
+	drop := func(why string) {
+		st.log.Warn("cluster: event from another node dropped", "why", why, "node", ev.Node, "kind", string(ev.Kind))
+	}
+	if ev.Node == "" || ev.Node != Sanitize(ev.Node) || ev.Boot == "" {
+		drop("no valid node name and boot id")
+		return
+	}
+	if ev.From != "" && keys.CheckName(ev.From) != nil || ev.To != "" && keys.CheckName(ev.To) != nil {
+		drop("invalid user name")
+		return
+	}
+	n := st.peerNode(ev.Node, ev.Boot)
+	n.heard = st.now()
+	switch ev.Kind {
+	case PeerSay, PeerAction:
+		text, ok := st.peerText(ev.Text)
+		if _, muted := st.muted(ev.From); !ok || ev.From == "" || muted {
+			drop("empty, too long or muted line")
+			return
+		}
+		kind := eventChat
+		if ev.Kind == PeerAction {
+			kind = eventAction
+		}
+		st.publish(st.newEvent(kind, ev.From, text), nil)
+	case PeerJoin:
+		if ev.From != "" {
+			st.peerArrived(n, ev.From, "", ev.Announce)
+		}
+	case PeerLeave:
+		if ev.From != "" {
+			st.peerLeft(n, ev.From, ev.Announce)
+		}
+	case PeerAway:
+		if _, ok := n.users[ev.From]; ok {
+			away := strings.TrimSpace(Sanitize(ev.Text))
+			n.users[ev.From] = away[:min(len(away), st.opts.maxLine)]
+		}
+	case PeerPrivate:
+		st.privateFromPeer(ev)
+	case PeerRoster:
+		st.applyRoster(n, ev.Users)
+	case PeerBye:
+		st.forgetNode(ev.Node, n)
+	default:
+		drop("unknown kind")
+	}
+}
+
+// peerNode returns the record of the node called name in its run boot. A
+// new run replaces the old one, whose users are gone: a restarted node
+// leaves no ghosts.
+func (st *state) peerNode(name, boot string) *peerNode {
+	n := st.peers[name]
+	if n != nil && n.boot != boot {
+		st.log.Info("cluster: node restarted", "node", name)
+		st.forgetNode(name, n)
+		n = nil
+	}
+	if n == nil {
+		n = &peerNode{boot: boot, users: make(map[string]string)}
+		st.peers[name] = n
+	}
+	return n
+}
+
+// present reports whether name has a session on this node or, but for
+// except, on another.
+func (st *state) present(name string, except *peerNode) bool {
+	if u := st.users[name]; u != nil && u.sessions > 0 {
+		return true
+	}
+	return st.elsewhere(name, except)
+}
+
+// elsewhere reports whether name is on another node than except.
+func (st *state) elsewhere(name string, except *peerNode) bool {
+	for _, n := range st.peers {
+		if _, ok := n.users[name]; ok && n != except {
+			return true
+		}
+	}
+	return false
+}
+
+func (st *state) peerArrived(n *peerNode, name, away string, announce bool) {
+	if _, ok := n.users[name]; ok {
+		n.users[name] = away
+		return
+	}
+	if len(n.users) >= maxRosterUsers {
+		return
+	}
+	newcomer := !st.present(name, nil)
+	n.users[name] = away
+	if newcomer && announce {
+		st.announcePresence(eventJoin, name)
+	}
+}
+
+func (st *state) peerLeft(n *peerNode, name string, announce bool) {
+	if _, ok := n.users[name]; !ok {
+		return
+	}
+	delete(n.users, name)
+	if announce && !st.present(name, nil) {
+		st.announcePresence(eventLeave, name)
+	}
+}
+
+// applyRoster makes n's users those of its roster, announcing who arrived
+// and who left since it was last heard.
+func (st *state) applyRoster(n *peerNode, users []PeerUser) {
+	listed := make(map[string]string, len(users))
+	for _, u := range users {
+		if keys.CheckName(u.Name) == nil {
+			away := strings.TrimSpace(Sanitize(u.Away))
+			listed[u.Name] = away[:min(len(away), st.opts.maxLine)]
+		}
+	}
+	for name := range n.users {
+		if _, ok := listed[name]; !ok {
+			st.peerLeft(n, name, true)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(listed)) {
+		st.peerArrived(n, name, listed[name], true)
+	}
+}
+
+// forgetNode takes the node called name out of the room, with its users.
+func (st *state) forgetNode(name string, n *peerNode) {
+	delete(st.peers, name)
+	for _, user := range slices.Sorted(maps.Keys(n.users)) {
+		if !st.present(user, nil) {
+			st.announcePresence(eventLeave, user)
+		}
+	}
+}
+
+// expirePeers forgets the nodes not heard from for the peer TTL: they
+// died, or the link to them did.
+func (st *state) expirePeers() {
+	now := st.now()
+	for name, n := range st.peers {
+		if now.Sub(n.heard) > st.opts.peerTTL {
+			st.log.Warn("cluster: node silent; its users are taken as gone", "node", name, "silent_for", now.Sub(n.heard).Round(time.Second).String(), "users", len(n.users))
+			st.forgetNode(name, n)
+		}
+	}
+}
+
+// remoteUser finds the user called name (case-insensitively) on another
+// node: their name as spelt there, and whether they are away.
+func (st *state) remoteUser(name string) (canonical, away string, ok bool) {
+	for _, node := range slices.Sorted(maps.Keys(st.peers)) {
+		for user, a := range st.peers[node].users {
+			if strings.EqualFold(user, name) {
+				return user, a, true
+			}
+		}
+	}
+	return "", "", false
+}
+
+// nodesOf returns the other nodes name is on, sorted.
+func (st *state) nodesOf(name string) []string {
+	var nodes []string
+	for node, n := range st.peers {
+		if _, ok := n.users[name]; ok {
+			nodes = append(nodes, node)
+		}
+	}
+	slices.Sort(nodes)
+	return nodes
+}
+
+// privateFromPeer delivers a private message from a user on another node
+// to the sessions of its addressee here, if any.
+func (st *state) privateFromPeer(ev PeerEvent) {
+	text, ok := st.peerText(ev.Text)
+	if !ok || ev.From == "" || ev.To == "" {
+		st.log.Warn("cluster: private message from another node dropped", "node", ev.Node, "why", "empty, too long or unaddressed")
+		return
+	}
+	u := st.users[ev.To]
+	if u == nil || u.sessions == 0 {
+		return // on another node, or gone: its sender was told who was online
+	}
+	st.sendUser(ev.To, st.newEvent(eventPrivate, ev.From, text))
+	u.replyTo = ev.From
+}
