@@ -56,19 +56,10 @@ func newRoom(opts roomOptions, now func() time.Time) *room {
 		jobs:       make(chan func(), maxPendingJobs),
 		workerDone: make(chan struct{}),
 	}
-	st := newState(opts, now)
-	st.do = r.do
-	st.offload = r.offload
 	if opts.stored != nil {
-		logger := newHistoryLogger(opts.stored, st.log, opts.metrics)
-		st.toLog = logger.add
 		r.loggerDone = make(chan struct{})
-		go func() {
-			defer close(r.loggerDone)
-			logger.run(r.logged, r.done)
-		}()
 	}
-	go r.broadcaster(st)
+	go r.broadcaster(opts, now)
 	go r.worker()
 	return r
 }
@@ -91,8 +82,19 @@ func (r *room) offload(job func()) bool {
 	}
 }
 
-func (r *room) broadcaster(st *state) {
+// broadcaster creates the room's state and is the only one to hold it.
+func (r *room) broadcaster(opts roomOptions, now func() time.Time) {
 	defer close(r.done)
+	st := newState(opts, now)
+	st.do, st.offload = r.do, r.offload
+	if opts.stored != nil {
+		logger := newHistoryLogger(opts.stored, st.log, opts.metrics)
+		st.toLog = logger.add
+		go func() {
+			defer close(r.loggerDone)
+			logger.run(r.logged, r.done)
+		}()
+	}
 	tick := time.NewTicker(housekeepingEvery)
 	defer tick.Stop()
 	for !st.closed {
