@@ -115,7 +115,8 @@ type keyFilter struct {
 
 	length  int  // upper bound on the line's length in bytes
 	measure bool // the bound is lost: measure the line at the next key
-	escSeq  int  // bytes into an escape sequence, 0 outside one
+	esc     []byte // the escape sequence being read, if any
+	pasting bool   // between bracketed paste's start and end
 	pending []byte
 	// Reads from the channel are this big: x/crypto sends a window adjust
 	// on nearly every read while a peer keeps its window full, so 256-byte
@@ -165,20 +166,22 @@ func (f *keyFilter) Read(p []byte) (int, error) {
 // go to the editor.
 func (f *keyFilter) track(c byte) bool {
 	switch {
-	case f.escSeq > 0:
-		// Cursor keys, history, word moves: the line may change in ways
-		// the bound cannot follow, so measure it at the next key.
-		f.escSeq++
-		if (f.escSeq == 2 && c != '[') || (f.escSeq > 2 && c >= 0x40 && c <= 0x7e) {
-			f.escSeq, f.measure = 0, true
+	case len(f.esc) > 0:
+		f.esc = append(f.esc, c)
+		if n := len(f.esc); (n == 2 && c != '[') || (n > 2 && c >= 0x40 && c <= 0x7e) || n == cap(f.esc) {
+			f.escaped(string(f.esc))
+			f.esc = f.esc[:0]
 		}
 	case c == escape:
-		f.escSeq = 1
-	case c == keyEnter:
+		if f.esc == nil {
+			f.esc = make([]byte, 0, maxEscape)
+		}
+		f.esc = append(f.esc, c)
+	case c == keyEnter || (f.pasting && c == '\n'):
 		f.length = 0
 	case c == del || c == backspace:
 		f.length = max(f.length-1, 0)
-	case c < 0x20:
+	case c < 0x20 && !f.pasting:
 		f.measure = true // Ctrl-U, Ctrl-W, Ctrl-K and the like edit the line
 	case f.length >= f.max:
 		return false
@@ -186,6 +189,31 @@ func (f *keyFilter) track(c byte) bool {
 		f.length++
 	}
 	return true
+}
+
+// maxEscape bounds the escape sequence the filter follows; a longer one is
+// taken as ended.
+const maxEscape = 16
+
+// Bracketed paste's start and end, which x/term handles.
+const (
+	pasteStart = "\x1b[200~"
+	pasteEnd   = "\x1b[201~"
+)
+
+// escaped notes the end of escape sequence seq. A paste adds its keys to
+// the line, which the bound follows; cursor keys, history and word moves
+// may change the line in ways it cannot, so the line is measured at the
+// next key.
+func (f *keyFilter) escaped(seq string) {
+	switch seq {
+	case pasteStart:
+		f.pasting = true
+	case pasteEnd:
+		f.pasting = false
+	default:
+		f.measure = true
+	}
 }
 
 // callback is x/term's completion callback while it is on: it measures the

@@ -317,10 +317,12 @@ func (s *Server) startWriter(cli *client, sio *sessionIO, log *slog.Logger) <-ch
 
 // readLines forwards what the user types to the room until the input ends,
 // the user quits or the room stops. Pasted lines go at the rate limit
-// (room.reserve); what a paste holds beyond maxPasteWait is not sent, and
-// the user is told how many lines that was.
+// (room.reserve), and so does the line typed right after a paste, which
+// would otherwise find the rate used up; what a paste holds beyond
+// maxPasteWait is not sent, and the user is told how many lines that was.
 func (s *Server) readLines(cli *client, sio *sessionIO) {
-	unsent := 0 // of the current paste
+	unsent := 0         // of the current paste
+	afterPaste := false // the previous line was pasted
 	var idle *time.Timer
 	if s.cfg.IdleTimeout > 0 {
 		idle = time.AfterFunc(s.cfg.IdleTimeout, func() {
@@ -331,6 +333,8 @@ func (s *Server) readLines(cli *client, sio *sessionIO) {
 	for {
 		line, err := sio.lines.ReadLine()
 		pasted := errors.Is(err, errPasted)
+		pace := pasted || afterPaste
+		afterPaste = pasted
 		if pasted {
 			err = nil
 		} else if unsent > 0 {
@@ -358,16 +362,18 @@ func (s *Server) readLines(cli *client, sio *sessionIO) {
 				unsent++
 				continue
 			}
-			if pasted {
+			if pace {
 				wait, ok := s.room.reserve(cli)
-				if !ok {
+				switch {
+				case ok:
+					if !sio.sleep(wait) {
+						return
+					}
+					msg.paced = true
+				case pasted:
 					unsent++
 					continue
 				}
-				if !sio.sleep(wait) {
-					return
-				}
-				msg.paced = true
 			}
 		}
 		if !s.room.say(msg) {
