@@ -113,8 +113,8 @@ type keyFilter struct {
 	bell     io.Writer
 	max      int
 
-	length  int  // upper bound on the line's length in bytes
-	measure bool // the bound is lost: measure the line at the next key
+	length  int    // upper bound on the line's length in bytes
+	measure bool   // the bound is lost: measure the line at the next key
 	esc     []byte // the escape sequence being read, if any
 	pasting bool   // between bracketed paste's start and end
 	pending []byte
