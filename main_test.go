@@ -331,6 +331,16 @@ func dialChat(t *testing.T, addr string, signer gossh.Signer) <-chan string {
 // closes at the end unless it does earlier.
 func dialChatClient(t *testing.T, addr string, signer gossh.Signer) (*gossh.Client, <-chan string) {
 	t.Helper()
+	// Keep stdin open: its end (EOF) would mean leaving the chat.
+	client, _, lines := dialSession(t, addr, signer, 100)
+	return client, lines
+}
+
+// dialSession logs in with signer and starts a chat session, returning the
+// client, the session's input and its output lines, buffered up to
+// buffered lines.
+func dialSession(t *testing.T, addr string, signer gossh.Signer, buffered int) (*gossh.Client, io.WriteCloser, <-chan string) {
+	t.Helper()
 	client, err := gossh.Dial("tcp", addr, &gossh.ClientConfig{
 		User:            "x",
 		Auth:            []gossh.AuthMethod{gossh.PublicKeys(signer)},
@@ -345,18 +355,18 @@ func dialChatClient(t *testing.T, addr string, signer gossh.Signer) (*gossh.Clie
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := sess.StdoutPipe()
+	in, err := sess.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Keep stdin open: its end (EOF) would mean leaving the chat.
-	if _, err := sess.StdinPipe(); err != nil {
+	out, err := sess.StdoutPipe()
+	if err != nil {
 		t.Fatal(err)
 	}
 	if err := sess.Shell(); err != nil {
 		t.Fatal(err)
 	}
-	lines := make(chan string, 100)
+	lines := make(chan string, buffered)
 	go func() {
 		defer close(lines)
 		sc := bufio.NewScanner(out)
@@ -364,7 +374,7 @@ func dialChatClient(t *testing.T, addr string, signer gossh.Signer) (*gossh.Clie
 			lines <- sc.Text()
 		}
 	}()
-	return client, lines
+	return client, in, lines
 }
 
 // expectWelcome expects the greeting of a session of name, with the users

@@ -121,19 +121,7 @@ var windowChangeCases = []struct {
 func TestWindowChangeFloodKeepsSessionAlive(t *testing.T) {
 	for _, tt := range windowChangeCases {
 		t.Run(tt.name, func(t *testing.T) {
-			ts := startServer(t, func(c *Config) {
-				c.QueueLen, c.History = 4000, 0
-				c.WriteTimeout = time.Minute
-			})
-			cs := ts.joinAll("sender", "reader")
-			sender, reader := cs[0], cs[1]
-			a := startChatWith(t, ts.connect(ts.user("alice")), chatRequest{term: "xterm", unread: true})
-			sender.expect("alice has arrived")
-			reader.expect("alice has arrived")
-			if tt.fill {
-				fillWindow(t, sender, reader)
-			}
-			windowChangeFlood(t, a, 2000)
+			_, sender, reader, a := windowChangeAttack(t, tt.fill)
 			a.startReading()
 			sender.say("still there?")
 			a.skipPast("still there?")
@@ -149,18 +137,7 @@ func TestWindowChangeFloodKeepsSessionAlive(t *testing.T) {
 func TestWindowChangeFloodShutdown(t *testing.T) {
 	for _, tt := range windowChangeCases {
 		t.Run(tt.name, func(t *testing.T) {
-			ts := startServer(t, func(c *Config) {
-				c.QueueLen, c.History = 4000, 0
-				c.WriteTimeout = time.Minute
-			})
-			cs := ts.joinAll("sender", "reader")
-			sender, reader := cs[0], cs[1]
-			a := startChatWith(t, ts.connect(ts.user("alice")), chatRequest{term: "xterm", unread: true})
-			sender.expect("alice has arrived")
-			if tt.fill {
-				fillWindow(t, sender, reader)
-			}
-			windowChangeFlood(t, a, 2000)
+			ts, _, _, a := windowChangeAttack(t, tt.fill)
 			err := shutdownWithin(t, ts, 200*time.Millisecond)
 			switch {
 			case tt.fill && !errors.Is(err, context.DeadlineExceeded):
@@ -171,6 +148,27 @@ func TestWindowChangeFloodShutdown(t *testing.T) {
 			expectConnClosed(t, a.client)
 		})
 	}
+}
+
+// windowChangeAttack runs the attack of issue 15.1: alice, in a terminal
+// she does not read, types 900 bytes without Enter and floods
+// 2,000 window changes, with her window already full if fill is set.
+func windowChangeAttack(t *testing.T, fill bool) (ts *testServer, sender, reader, alice *chatter) {
+	t.Helper()
+	ts = startServer(t, func(c *Config) {
+		c.QueueLen, c.History = 4000, 0
+		c.WriteTimeout = time.Minute
+	})
+	cs := ts.joinAll("sender", "reader")
+	sender, reader = cs[0], cs[1]
+	alice = startChatWith(t, ts.connect(ts.user("alice")), chatRequest{term: "xterm", unread: true})
+	sender.expect("alice has arrived")
+	reader.expect("alice has arrived")
+	if fill {
+		fillWindow(t, sender, reader)
+	}
+	windowChangeFlood(t, alice, 2000)
+	return ts, sender, reader, alice
 }
 
 // fillWindow has sender flood the room until reader has received 3,000

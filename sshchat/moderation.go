@@ -184,6 +184,15 @@ func (st *state) dropUser(name string, why hangup) {
 	}
 }
 
+// moderationFile returns the moderation file, or tells cli there is none.
+func (st *state) moderationFile(cli *client) (Sanctions, bool) {
+	s := st.opts.moderation.Sanctions
+	if s == nil {
+		st.notify(cli, "This server keeps no moderation file.")
+	}
+	return s, s != nil
+}
+
 // parseSanction splits "NAME [DURATION] [REASON]".
 func parseSanction(arg string, def time.Duration) (name string, d time.Duration, reason string) {
 	name, rest, _ := strings.Cut(arg, " ")
@@ -251,9 +260,8 @@ func sanction(st *state, cli *client, arg, verb string, def time.Duration, actio
 		st.notify(cli, fmt.Sprintf("That reason cannot be used: %v.", err))
 		return
 	}
-	sanctions := st.opts.moderation.Sanctions
-	if sanctions == nil {
-		st.notify(cli, "This server keeps no moderation file.")
+	sanctions, ok := st.moderationFile(cli)
+	if !ok {
 		return
 	}
 	t, ok := st.findTarget(cli, name, verb)
@@ -299,9 +307,8 @@ func lift(st *state, cli *client, arg, verb, done string, action keys.AuditActio
 		st.notify(cli, fmt.Sprintf("Usage: /%s NAME", verb))
 		return
 	}
-	sanctions := st.opts.moderation.Sanctions
-	if sanctions == nil {
-		st.notify(cli, "This server keeps no moderation file.")
+	sanctions, ok := st.moderationFile(cli)
+	if !ok {
 		return
 	}
 	t, ok := st.findTarget(cli, name, "")
@@ -333,11 +340,11 @@ func cmdUnmute(st *state, cli *client, _ *user, arg string) {
 }
 
 func cmdBanned(st *state, cli *client, _ *user, _ string) {
-	m := st.sanctions()
-	if m == nil {
-		st.notify(cli, "This server keeps no moderation file.")
+	sanctions, ok := st.moderationFile(cli)
+	if !ok {
 		return
 	}
+	m := sanctions.Current()
 	now := st.now()
 	var b strings.Builder
 	list := func(what string, sanctions []keys.Sanction) {
@@ -398,10 +405,9 @@ func cmdOp(st *state, cli *client, _ *user, arg string)   { setOperator(st, cli,
 func cmdDeop(st *state, cli *client, _ *user, arg string) { setOperator(st, cli, arg, false) }
 
 func cmdMOTD(st *state, cli *client, _ *user, arg string) {
-	sanctions := st.opts.moderation.Sanctions
+	sanctions, ok := st.moderationFile(cli)
 	switch {
-	case sanctions == nil:
-		st.notify(cli, "This server keeps no moderation file.")
+	case !ok:
 		return
 	case arg == "":
 		st.notify(cli, "Usage: /motd TEXT, or /motd off to remove it. Now: "+cmp.Or(st.motd(), "(none)"))
