@@ -220,6 +220,9 @@ func newSessionIO(s *Server, ch gossh.Channel, tc *trackedConn, setup *sessionSe
 		held := &heldWriter{w: w}
 		tr := newTerminalReader(in, held, "["+name+"] ", s.cfg.MaxLine, s.room.names)
 		tr.t.SetSize(setup.size.width, setup.size.height) // nothing typed yet: writes nothing
+		// The terminal then marks what is pasted, which goes out at the
+		// rate limit instead of being refused past the burst.
+		tr.t.SetBracketedPasteMode(true)
 		sio.out, sio.lines = &terminalOutput{t: tr.t, held: held, colors: colorsWanted(setup)}, tr
 	}
 	return sio
@@ -287,7 +290,11 @@ func (s *Server) startWriter(cli *client, sio *sessionIO, log *slog.Logger) <-ch
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if err := cli.writeLoop(sio.out, sio.resized, s.metrics); err != nil {
+		err := cli.writeLoop(sio.out, sio.resized, s.metrics)
+		if t, ok := sio.out.(*terminalOutput); ok && err == nil {
+			t.t.SetBracketedPasteMode(false) // leave the user's terminal as it was
+		}
+		if err != nil {
 			// The connection is broken: close it so the reader stops too,
 			// then discard output until the room lets the client go.
 			log.Debug("write failed", "err", err)
