@@ -11,12 +11,19 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // The write-ahead log is how a message survives kill -9 without the room
-// waiting for a disk sync: [Writer.Log] appends it to a log file with one
-// write, which the kernel keeps even if the process dies, and the message
-// may then be shown. The Writer commits logged messages to the database
+// waiting for a disk sync: [Writer.Log] copies it into a log file mapped
+// into memory (MAP_SHARED), which the kernel keeps even if the process
+// dies, and the message may then be shown. A copy costs a fraction of the
+// write(2) it replaces. Each file is preallocated to walMapSize, so that
+// writing to the mapping never finds the disk full; what does not fit is
+// appended past it with an ordinary write. A frame whose header is zero
+// ends a file: the unused, preallocated rest. The Writer commits logged messages to the database
 // (which syncs) a few times a second; once a commit holds everything in a
 // log file, the file is emptied. Open replays what a crash left behind.
 //
@@ -49,33 +56,37 @@ const replayChunk = 10000
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
+// walMapSize is how much of each log file is preallocated and mapped:
+// what a busy room logs between two commits.
+const walMapSize = 8 << 20
+
 // wal is the pair of log files. Only the Writer appends, under its lock;
 // the file that is not active is touched only by the Writer's goroutine, so
 // emptying it never holds up an append.
 type wal struct {
-	files  [2]*os.File // opened with O_APPEND
+	files  [2]*os.File
+	maps   [2][]byte // each file's first walMapSize bytes
 	paths  [2]string
-	size   [2]int64 // bytes in each file, to undo a failed append
+	size   [2]int64 // bytes of frames in each file
 	active int      // the file appends go to
 }
 
-// appendFrames adds frames to the active file with one write. A failed or
-// short write is cut off again, so that a later frame does not follow a
-// torn one.
+// appendFrames adds frames to the active file: a copy into its mapping, or
+// one write past it. A write that fails leaves size where it was, so that
+// the next append covers what it left.
 func (l *wal) appendFrames(frames []byte) error {
 	i := l.active
-	n, err := l.files[i].Write(frames)
-	if err == nil {
-		l.size[i] += int64(n)
+	if end := l.size[i] + int64(len(frames)); end <= int64(len(l.maps[i])) {
+		copy(l.maps[i][l.size[i]:], frames)
+		l.size[i] = end
 		return nil
 	}
-	err = fmt.Errorf("store: appending to %s: %w", l.paths[i], err)
-	if n > 0 {
-		if terr := l.files[i].Truncate(l.size[i]); terr != nil {
-			return errors.Join(err, fmt.Errorf("store: cutting off the partial append (a restart will drop it and what follows): %w", terr))
-		}
+	n, err := l.files[i].WriteAt(frames, l.size[i])
+	if err != nil {
+		return fmt.Errorf("store: appending to %s: %w", l.paths[i], err)
 	}
-	return err
+	l.size[i] += int64(n)
+	return nil
 }
 
 // rotate makes the other file active and returns the one that was.
@@ -85,16 +96,18 @@ func (l *wal) rotate() int {
 	return old
 }
 
-// empty truncates file i, whose messages are committed. Its truncation
-// need not reach the disk: messages already in the database are skipped by
-// replay.
+// empty clears file i, whose messages are committed. It need not reach
+// the disk: messages already in the database are skipped by replay.
 func (l *wal) empty(i int) error {
 	if l.size[i] == 0 {
 		return nil
 	}
-	if err := l.files[i].Truncate(0); err != nil {
-		return fmt.Errorf("store: emptying %s: %w", l.paths[i], err)
+	if l.size[i] > int64(len(l.maps[i])) {
+		if err := l.files[i].Truncate(walMapSize); err != nil {
+			return fmt.Errorf("store: emptying %s: %w", l.paths[i], err)
+		}
 	}
+	clear(l.maps[i][:min(l.size[i], int64(len(l.maps[i])))])
 	l.size[i] = 0
 	return nil
 }
@@ -102,6 +115,12 @@ func (l *wal) empty(i int) error {
 func (l *wal) close() error {
 	var errs []error
 	for i, f := range l.files {
+		if l.maps[i] != nil {
+			if err := syscall.Munmap(l.maps[i]); err != nil {
+				errs = append(errs, fmt.Errorf("store: unmapping %s: %w", l.paths[i], err))
+			}
+			l.maps[i] = nil
+		}
 		if f != nil {
 			if err := f.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("store: closing %s: %w", l.paths[i], err))
@@ -110,6 +129,26 @@ func (l *wal) close() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// prepare empties file i, reserves walMapSize bytes of disk for it and
+// maps them.
+func (l *wal) prepare(i int) error {
+	f := l.files[i]
+	if err := f.Truncate(0); err != nil {
+		return err
+	}
+	// Reserved, not sparse: writing to the mapping must not find the disk
+	// full, which would kill the process with SIGBUS.
+	if err := unix.Fallocate(int(f.Fd()), 0, 0, walMapSize); err != nil {
+		return fmt.Errorf("reserving %d bytes: %w", walMapSize, err)
+	}
+	m, err := syscall.Mmap(int(f.Fd()), 0, walMapSize, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
+	if err != nil {
+		return fmt.Errorf("mapping: %w", err)
+	}
+	l.maps[i] = m
+	return nil
 }
 
 // appendFrame appends m's frame to buf. m must be valid.
@@ -164,6 +203,9 @@ func readWAL(r io.Reader) (walContents, error) {
 			return c, err
 		}
 		length := binary.BigEndian.Uint32(hdr[:4])
+		if length == 0 && binary.BigEndian.Uint32(hdr[4:]) == 0 {
+			return c, nil // the unused rest of the file
+		}
 		if length < minPayload || length > maxPayload {
 			return tear(fmt.Errorf("frame length %d is out of range", length))
 		}
@@ -196,7 +238,7 @@ func (db *DB) openWAL(dir string) error {
 	l := &wal{}
 	for i, name := range WALNames {
 		l.paths[i] = filepath.Join(dir, name)
-		f, err := os.OpenFile(l.paths[i], os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
+		f, err := os.OpenFile(l.paths[i], os.O_RDWR|os.O_CREATE, 0o600)
 		if err != nil {
 			l.close()
 			return fmt.Errorf("store: opening write-ahead log: %w", err)
@@ -240,9 +282,9 @@ func (db *DB) replay(l *wal) error {
 	if len(found) > 0 {
 		db.log.Info("store: replayed messages from the write-ahead log", "count", len(found), "last", found[len(found)-1].Seq)
 	}
-	for i, f := range l.files {
-		if err := f.Truncate(0); err != nil {
-			return fmt.Errorf("store: emptying write-ahead log %s: %w", l.paths[i], err)
+	for i := range l.files {
+		if err := l.prepare(i); err != nil {
+			return fmt.Errorf("store: write-ahead log %s: %w", l.paths[i], err)
 		}
 	}
 	return nil

@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"os"
 	"path/filepath"
@@ -21,16 +22,24 @@ func frames(ms ...Message) []byte {
 	return b
 }
 
-// walSizes returns the sizes of the two log files in dir.
+// walSizes returns how many bytes of frames each of the two log files in
+// dir holds: they end at the first zero header, or at the end of the file.
 func walSizes(t *testing.T, dir string) [2]int64 {
 	t.Helper()
 	var sizes [2]int64
 	for i, name := range WALNames {
-		fi, err := os.Stat(filepath.Join(dir, name))
+		b, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil {
 			t.Fatal(err)
 		}
-		sizes[i] = fi.Size()
+		for off := 0; off+frameHeader <= len(b); {
+			length := int(binary.BigEndian.Uint32(b[off:]))
+			if length == 0 {
+				break
+			}
+			off += frameHeader + length
+			sizes[i] = int64(off)
+		}
 	}
 	return sizes
 }
