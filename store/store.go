@@ -5,8 +5,9 @@
 // message whose write has returned survives kill -9 and power loss. Writes
 // from the chat go through a [Writer], which groups them so that the room
 // never waits on the disk: [Writer.Log] puts a message in a write-ahead log
-// (see wal.go) at the cost of one write, which kill -9 cannot undo, and the
-// Writer commits it to the database within CommitEvery.
+// (see wal.go) at the cost of a copy into a memory-mapped file, which
+// kill -9 cannot undo, and the Writer commits it to the database within
+// CommitEvery.
 //
 // The file is treated as hostile input: Open walks all of it and refuses a
 // damaged one with an error that says what to do, and a record that does not
