@@ -60,40 +60,67 @@ func (cli *client) writeLoop(w output, resized <-chan window, m *metrics) error 
 // an idle session holds none.
 var batchBuffers = sync.Pool{New: func() any { return new([]byte) }}
 
+// coalesceDelay is how long a writer that found more than one event queued
+// waits for more before writing: a session that busy is in a room where
+// every write(2) costs more than the lines it carries, and the wait makes
+// fewer, larger writes for one bounded delay.
+const coalesceDelay = time.Millisecond
+
 // writeBatch writes ev and whatever else is queued behind it, up to
 // maxBatch, in one write, and measures the delivery lag of sampled events.
 func (cli *client) writeBatch(w output, st style, ev *event, m *metrics) error {
-	var samples [8]time.Time // on the stack: a batch has few sampled events
-	n := 0
-	sample := func(ev *event) {
-		if ev.sampled && m != nil && n < len(samples) {
-			samples[n] = ev.at
-			n++
-		}
-	}
+	b := batch{st: st, m: m}
 	bp := batchBuffers.Get().(*[]byte)
-	buf := ev.appendTo((*bp)[:0], st)
-	sample(ev)
-	for len(buf) < maxBatch {
-		select {
-		case ev, ok := <-cli.out:
-			if ok {
-				buf = ev.appendTo(buf, st)
-				sample(ev)
-				continue
-			}
-			// Closed: writeLoop sees that on its next receive.
-		default:
-		}
-		break
+	b.buf = (*bp)[:0]
+	b.add(ev)
+	if b.drain(cli.out) > 0 && len(b.buf) < maxBatch {
+		time.Sleep(coalesceDelay)
+		b.drain(cli.out)
 	}
-	err := w.write(buf)
-	*bp = buf
+	err := w.write(b.buf)
+	*bp = b.buf
 	batchBuffers.Put(bp)
 	if err == nil {
-		m.wrote(samples[:n])
+		m.wrote(b.samples[:b.sampled])
 	}
 	return err
+}
+
+// batch is one write's worth of rendered events.
+type batch struct {
+	st      style
+	m       *metrics
+	buf     []byte
+	samples [8]time.Time // on the stack: a batch has few sampled events
+	sampled int
+}
+
+func (b *batch) add(ev *event) {
+	b.buf = ev.appendTo(b.buf, b.st)
+	if ev.sampled && b.m != nil && b.sampled < len(b.samples) {
+		b.samples[b.sampled] = ev.at
+		b.sampled++
+	}
+}
+
+// drain adds what is queued on out, up to maxBatch, without waiting, and
+// returns how many events it added. A closed queue is left for writeLoop
+// to see on its next receive.
+func (b *batch) drain(out <-chan *event) int {
+	n := 0
+	for len(b.buf) < maxBatch {
+		select {
+		case ev, ok := <-out:
+			if !ok {
+				return n
+			}
+			b.add(ev)
+			n++
+		default:
+			return n
+		}
+	}
+	return n
 }
 
 // appendTo appends ev rendered in st: for line mode, the shared bytes
