@@ -220,6 +220,13 @@ func TestMetricsEndpoint(t *testing.T) {
 
 	lines := dialChat(t, sshAddr, alice)
 	expectWelcome(t, lines, "alice", "alice")
+	// The chat server's own metrics are on the same listener, and move
+	// with real SSH traffic.
+	for _, want := range []string{"\nsshchat_sessions{kind=\"line\"} 1\n", "\nsshchat_users_online 1\n", "\nsshchat_handshake_seconds_count 1\n"} {
+		if _, body := get("/metrics"); !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", strings.TrimSpace(want))
+		}
+	}
 	shutDown()
 	select {
 	case <-hold.held:
