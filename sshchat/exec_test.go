@@ -137,11 +137,7 @@ func TestExecNamesHistoryHelp(t *testing.T) {
 func TestExecTail(t *testing.T) {
 	ts := startServer(t, nil)
 	b := ts.join(ts.user("bob"))
-	client, err := ts.dial(gossh.PublicKeys(ts.user("alice")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Close() })
+	client := ts.connect(ts.user("alice"))
 	sess, err := client.NewSession()
 	if err != nil {
 		t.Fatal(err)

@@ -17,11 +17,7 @@ import (
 
 func TestRefusedRequests(t *testing.T) {
 	ts := startServer(t, nil)
-	client, err := ts.dial(gossh.PublicKeys(ts.user("mallory")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Close() })
+	client := ts.connect(ts.user("mallory"))
 
 	session := func(t *testing.T) *gossh.Session {
 		s, err := client.NewSession()
@@ -196,11 +192,7 @@ func TestConnectionLimits(t *testing.T) {
 	})
 	t.Run("sessions per connection", func(t *testing.T) {
 		ts := startServer(t, func(c *Config) { c.MaxSessionsPerConn = 1 })
-		client, err := ts.dial(gossh.PublicKeys(ts.user("alice")))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { client.Close() })
+		client := ts.connect(ts.user("alice"))
 		startLineChat(t, client).expectWelcome("alice", "alice")
 		if s, err := client.NewSession(); err == nil {
 			s.Close()

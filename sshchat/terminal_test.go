@@ -4,8 +4,6 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-
-	gossh "golang.org/x/crypto/ssh"
 )
 
 func TestTerminalSession(t *testing.T) {
@@ -59,11 +57,7 @@ func TestTerminalSession(t *testing.T) {
 func TestTerminalNoColor(t *testing.T) {
 	ts := startServer(t, nil)
 	b := ts.join(ts.user("bob"))
-	client, err := ts.dial(gossh.PublicKeys(ts.user("alice")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Close() })
+	client := ts.connect(ts.user("alice"))
 	a := startChatWith(t, client, chatRequest{term: "xterm-256color", env: map[string]string{"NO_COLOR": "1"}})
 	a.readUntil("You are alice\r\n[alice] ")
 	b.expect("alice has arrived")
