@@ -429,6 +429,9 @@ func serve(ctx context.Context, o serveOptions, reload <-chan struct{}, log *slo
 			return err
 		}
 		defer link.Close() // after the server has shut down: the others hear its bye
+		if err := link.RegisterMetrics(registry); err != nil {
+			return err
+		}
 		if shared, err = link.ShareModeration(sanctions); err != nil {
 			return err
 		}
@@ -453,7 +456,12 @@ func serve(ctx context.Context, o serveOptions, reload <-chan struct{}, log *slo
 	background.Go(func() { fanOut(ctx, reload, reloads) })
 	background.Go(func() { allowed.Run(ctx, reloads[0], server.Revalidate) })
 	background.Go(func() { ops.Run(ctx, reloads[1], nil) })
-	background.Go(func() { sanctions.Run(ctx, reloads[2], server.Revalidate) })
+	sanctionsChanged := server.Revalidate
+	if shared != nil {
+		// An edit of the file from outside chat is the cluster's too.
+		sanctionsChanged = func() { shared.Share(); server.Revalidate() }
+	}
+	background.Go(func() { sanctions.Run(ctx, reloads[2], sanctionsChanged) })
 
 	l, err := net.Listen("tcp", o.addr)
 	if err != nil {

@@ -148,8 +148,10 @@ type node struct {
 	host   gossh.PublicKey
 	stop   func()
 
-	moderation *keys.ModerationStore // the node's own file
-	changed    chan struct{}         // a change from another node was applied
+	moderation     *keys.ModerationStore // the node's own file
+	moderationPath string
+	shared         *SharedSanctions
+	changed        chan struct{} // a change from another node was applied
 }
 
 // waitModeration waits until the node's moderation file satisfies ok.
@@ -180,7 +182,8 @@ func (c *cluster) start(name string, tweak func(*sshchat.Config)) *node {
 	cfg.HostKey, cfg.Auth, cfg.Logger = host, c.allow, log
 	cfg.Rate = 0
 	cfg.Peers, cfg.PeerTTL = link, testTTL
-	local := keys.NewModerationStore(filepath.Join(t.TempDir(), "moderation.json"), log)
+	moderationPath := filepath.Join(t.TempDir(), "moderation.json")
+	local := keys.NewModerationStore(moderationPath, log)
 	shared, err := link.ShareModeration(local)
 	if err != nil {
 		t.Fatal(err)
@@ -196,7 +199,8 @@ func (c *cluster) start(name string, tweak func(*sshchat.Config)) *node {
 	if err := link.Start(srv); err != nil {
 		t.Fatal(err)
 	}
-	n := &node{t: t, name: name, link: link, server: srv, host: host.PublicKey(), moderation: local, changed: make(chan struct{}, 1)}
+	n := &node{t: t, name: name, link: link, server: srv, host: host.PublicKey(),
+		moderation: local, moderationPath: moderationPath, shared: shared, changed: make(chan struct{}, 1)}
 	if err := shared.Follow(func() {
 		srv.Revalidate()
 		select {

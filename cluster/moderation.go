@@ -28,6 +28,9 @@ import (
 // disk (keys.EditModeration refuses anything invalid). At start-up the
 // bucket wins over the node's file; a node whose bucket is empty seeds it.
 //
+// An edit of a node's file made outside chat (the sshchat CLI, or by hand)
+// is shared the same way once the node's watcher has reloaded it (Share).
+//
 // If NATS cannot be reached, an edit is made on the node's file only, and
 // logged as not shared; the next edit anywhere, or a restart of the node,
 // brings it back in line with the bucket, which then wins.
@@ -167,6 +170,37 @@ func (s *SharedSanctions) editOnce(fn func(*keys.Moderation) error) (*keys.Moder
 		s.applied = rev
 	}
 	return m, nil
+}
+
+// Share puts an edit of the node's file made outside chat (by hand, or by
+// the sshchat CLI in another process) into the shared moderation; main
+// calls it when the file's watcher reloads such an edit. It writes the
+// bucket only if nobody has written it since this node last applied it:
+// otherwise that newer change wins, and reaches the file as every change
+// from another node does, and the edit is logged as not shared.
+func (s *SharedSanctions) Share() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	data, err := encodeModeration(s.local.Current())
+	if err != nil {
+		s.link.log.Error("cluster: the edit of the moderation file is not shared", "err", err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
+	defer cancel()
+	var rev uint64
+	if s.applied == 0 {
+		rev, err = s.kv.Create(ctx, moderationKey, data)
+	} else {
+		rev, err = s.kv.Update(ctx, moderationKey, data, s.applied)
+	}
+	if err != nil {
+		s.link.log.Error("cluster: the edit of the moderation file is not shared: another node changed the moderation meanwhile, or NATS is unreachable; "+
+			"the shared moderation wins at the next change or restart, so make the edit again", "err", err)
+		return
+	}
+	s.applied = rev
+	s.link.log.Info("cluster: edit of the moderation file shared with the other nodes", "revision", rev)
 }
 
 // Follow applies every change another node makes to the shared
