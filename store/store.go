@@ -53,7 +53,7 @@ var (
 	seenBucket     = []byte("seen")     // user name -> Seen
 	metaBucket     = []byte("meta")
 	positionBucket = []byte("positions") // log name -> position
-	lastSeqKey     = []byte("last-seq") // highest Seq ever written, even if pruned
+	lastSeqKey     = []byte("last-seq")  // highest Seq ever written, even if pruned
 )
 
 // DB is the open history database. Its methods are safe for concurrent use,
