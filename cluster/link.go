@@ -6,7 +6,9 @@
 // one per delivery), which every other node hands to its own broadcaster.
 // Subjects, under a prefix (Options.Prefix, default "sshchat"):
 //
-//	PREFIX.room      public lines and /me actions: {"kind":"say"|"action","from","text"}
+//	PREFIX.room      public lines, /me actions and users leaving the room, kept
+//	                 in the stream PREFIX_history (see history.go):
+//	                 {"kind":"say"|"action"|"seen","from","text"}
 //	PREFIX.presence  join, leave, away, bye, and every second the node's roster:
 //	                 {"kind":"roster","users":[{"name","away"}]}, its heartbeat
 //	PREFIX.private   /msg and /reply to a user on another node: {"kind":"private","from","to","text"}
@@ -20,15 +22,19 @@
 // that the broadcaster never waits on; NATS keeps one publisher's order,
 // so each sender's lines arrive in order everywhere. While the link is down
 // nothing is buffered: lines stay on their node and are not sent twice.
-// One subscription receives, checks the size and shape of each message and
-// hands it to the room, which checks and sanitises it again.
+// A subscription receives presence and private messages, and a JetStream
+// ordered consumer of PREFIX_history the lines; each message is checked for
+// size and shape and handed to the room, which checks and sanitises it
+// again. Lines and presence travel apart, so only the order of each
+// sender's lines is kept, not that of a line and a presence change.
 //
 // Moderation (bans, mutes, message of the day) is shared through a
-// JetStream key-value bucket; see SharedSanctions. History is not shared
-// through NATS: each node stores every public line it delivers, its own
-// users' and the other nodes', in its own store, so history and catch-up
-// show what was said through any node while it was running. Limits (sessions
-// and lines per user) hold per node.
+// JetStream key-value bucket; see SharedSanctions. History is shared
+// through the stream: every node copies the other nodes' lines into its
+// own store from the position it has reached, so a node that was down or
+// cut off catches up, and a user's departure, in the same stream, sets
+// their catch-up on every node. Limits (sessions and lines per user) hold
+// per node.
 package cluster
 
 import (
