@@ -424,7 +424,7 @@ func serve(ctx context.Context, o serveOptions, reload <-chan struct{}, log *slo
 	var link *cluster.Link
 	var shared *cluster.SharedSanctions
 	if o.nats != "" {
-		link, err = cluster.Dial(cluster.Options{URLs: o.nats, CredsFile: o.natsCreds, Node: o.node, Prefix: o.natsPrefix, Logger: log})
+		link, err = cluster.Dial(cluster.Options{URLs: o.nats, CredsFile: o.natsCreds, Node: o.node, Prefix: o.natsPrefix, HistoryKeep: cfg.HistoryKeep, Logger: log})
 		if err != nil {
 			return err
 		}

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/sshchat-dev/sshchat/keys"
 	"github.com/sshchat-dev/sshchat/sshchat"
+	"github.com/sshchat-dev/sshchat/store"
 )
 
 // The tests run an embedded NATS server (JetStream on, random port, temp
@@ -77,6 +79,88 @@ func (ns *natsServer) stop() {
 }
 
 func (ns *natsServer) url() string { return "nats://127.0.0.1:" + strconv.Itoa(ns.port) }
+
+// natsProxy relays connections to the NATS server, and can cut them and
+// refuse new ones for a while: the link of the nodes behind it goes down
+// while the others keep theirs.
+type natsProxy struct {
+	t      *testing.T
+	target string
+	addr   string
+
+	mu    sync.Mutex
+	l     net.Listener // nil while cut
+	conns map[net.Conn]struct{}
+	wg    sync.WaitGroup
+}
+
+func (c *cluster) proxy() *natsProxy {
+	p := &natsProxy{t: c.t, target: strings.TrimPrefix(c.nats.url(), "nats://"), addr: "127.0.0.1:0", conns: map[net.Conn]struct{}{}}
+	p.restore()
+	c.t.Cleanup(p.cut)
+	return p
+}
+
+func (p *natsProxy) url() string { return "nats://" + p.addr }
+
+// restore listens again, on the same port.
+func (p *natsProxy) restore() {
+	p.t.Helper()
+	l, err := net.Listen("tcp", p.addr)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.mu.Lock()
+	p.l, p.addr = l, l.Addr().String()
+	p.mu.Unlock()
+	p.wg.Go(func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			p.relay(conn)
+		}
+	})
+}
+
+func (p *natsProxy) relay(conn net.Conn) {
+	server, err := net.Dial("tcp", p.target)
+	if err != nil {
+		conn.Close()
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.l == nil {
+		conn.Close()
+		server.Close()
+		return
+	}
+	p.conns[conn], p.conns[server] = struct{}{}, struct{}{}
+	for _, pair := range [][2]net.Conn{{conn, server}, {server, conn}} {
+		p.wg.Go(func() {
+			io.Copy(pair[0], pair[1])
+			pair[0].Close()
+			pair[1].Close()
+		})
+	}
+}
+
+// cut closes every relayed connection and refuses new ones until restore.
+func (p *natsProxy) cut() {
+	p.mu.Lock()
+	if p.l != nil {
+		p.l.Close()
+		p.l = nil
+	}
+	for conn := range p.conns {
+		conn.Close()
+	}
+	clear(p.conns)
+	p.mu.Unlock()
+	p.wg.Wait()
+}
 
 // allowList is the allowed keys every node shares.
 type allowList struct {
@@ -170,14 +254,36 @@ func (n *node) waitModeration(ok func(*keys.Moderation) bool) {
 // start runs a node called name, changed by tweak; the test's cleanup stops
 // it, unless stop was called first.
 func (c *cluster) start(name string, tweak func(*sshchat.Config)) *node {
+	c.t.Helper()
+	return c.startWith(name, nodeOptions{tweak: tweak})
+}
+
+// nodeOptions say how to run a node; the zero value is what start does.
+type nodeOptions struct {
+	tweak func(*sshchat.Config)
+	data  string // the store's directory; empty: history in memory
+	nats  string // the NATS URL, if not the cluster's server (a proxy)
+	keep  time.Duration
+}
+
+// startWith runs a node called name as o says.
+func (c *cluster) startWith(name string, o nodeOptions) *node {
 	t := c.t
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(testWriter{t, name}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	link, err := Dial(Options{URLs: c.nats.url(), Node: name, Logger: log})
+	link, err := Dial(Options{URLs: cmp.Or(o.nats, c.nats.url()), Node: name, HistoryKeep: o.keep, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := sshchat.DefaultConfig()
+	cfg.HistoryKeep = o.keep
+	var db *store.DB
+	if o.data != "" {
+		if db, err = store.Open(o.data, log); err != nil {
+			t.Fatal(err)
+		}
+		cfg.Store = db
+	}
 	host := newSigner(t)
 	cfg.HostKey, cfg.Auth, cfg.Logger = host, c.allow, log
 	cfg.Rate = 0
@@ -189,8 +295,8 @@ func (c *cluster) start(name string, tweak func(*sshchat.Config)) *node {
 		t.Fatal(err)
 	}
 	cfg.Moderation = sshchat.Moderation{Operators: operators{"alice": true}, Sanctions: shared}
-	if tweak != nil {
-		tweak(&cfg)
+	if o.tweak != nil {
+		o.tweak(&cfg)
 	}
 	srv, err := sshchat.New(cfg)
 	if err != nil {
@@ -228,6 +334,11 @@ func (c *cluster) start(name string, tweak func(*sshchat.Config)) *node {
 			}
 			shared.Close()
 			link.Close()
+			if db != nil {
+				if err := db.Close(); err != nil {
+					t.Errorf("%s: closing the store: %v", name, err)
+				}
+			}
 		})
 	}
 	t.Cleanup(n.stop)

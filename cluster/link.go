@@ -6,7 +6,9 @@
 // one per delivery), which every other node hands to its own broadcaster.
 // Subjects, under a prefix (Options.Prefix, default "sshchat"):
 //
-//	PREFIX.room      public lines and /me actions: {"kind":"say"|"action","from","text"}
+//	PREFIX.room      public lines, /me actions and users leaving the room, kept
+//	                 in the stream PREFIX_history (see history.go):
+//	                 {"kind":"say"|"action"|"seen","from","text"}
 //	PREFIX.presence  join, leave, away, bye, and every second the node's roster:
 //	                 {"kind":"roster","users":[{"name","away"}]}, its heartbeat
 //	PREFIX.private   /msg and /reply to a user on another node: {"kind":"private","from","to","text"}
@@ -20,15 +22,19 @@
 // that the broadcaster never waits on; NATS keeps one publisher's order,
 // so each sender's lines arrive in order everywhere. While the link is down
 // nothing is buffered: lines stay on their node and are not sent twice.
-// One subscription receives, checks the size and shape of each message and
-// hands it to the room, which checks and sanitises it again.
+// A subscription receives presence and private messages, and a JetStream
+// ordered consumer of PREFIX_history the lines; each message is checked for
+// size and shape and handed to the room, which checks and sanitises it
+// again. Lines and presence travel apart, so only the order of each
+// sender's lines is kept, not that of a line and a presence change.
 //
 // Moderation (bans, mutes, message of the day) is shared through a
-// JetStream key-value bucket; see SharedSanctions. History is not shared
-// through NATS: each node stores every public line it delivers, its own
-// users' and the other nodes', in its own store, so history and catch-up
-// show what was said through any node while it was running. Limits (sessions
-// and lines per user) hold per node.
+// JetStream key-value bucket; see SharedSanctions. History is shared
+// through the stream: every node copies the other nodes' lines into its
+// own store from the position it has reached, so a node that was down or
+// cut off catches up, and a user's departure, in the same stream, sets
+// their catch-up on every node. Limits (sessions and lines per user) hold
+// per node.
 package cluster
 
 import (
@@ -55,7 +61,10 @@ type Options struct {
 	Node      string // this node's name: letters, digits, '.', '-', '_'
 	Prefix    string // subject prefix; DefaultPrefix if empty
 	QueueLen  int    // events waiting to be published before they are dropped; DefaultQueueLen if 0
-	Logger    *slog.Logger
+	// HistoryKeep is how long the shared history keeps a line: the
+	// nodes' -history-keep. 0 keeps them for ever.
+	HistoryKeep time.Duration
+	Logger      *slog.Logger
 }
 
 // Defaults of Options.
@@ -73,9 +82,12 @@ var (
 )
 
 // Room is where a Link delivers what the other nodes say: *sshchat.Server.
+// SharedHistory tells it the name of the shared history and returns the
+// position in it of the last event its history holds.
 type Room interface {
 	FromPeer(ev sshchat.PeerEvent)
 	PeerLink(up bool)
+	SharedHistory(name string) (position uint64, err error)
 }
 
 // Link is this node's connection to the others. Its Publish method makes
@@ -85,6 +97,7 @@ type Link struct {
 	node   string
 	boot   string
 	prefix string
+	keep   time.Duration
 	log    *slog.Logger
 
 	queue   chan sshchat.PeerEvent
@@ -94,7 +107,8 @@ type Link struct {
 
 	mu       sync.Mutex
 	room     Room // nil until Start
-	sub      *nats.Subscription
+	subs     []*nats.Subscription
+	history  *historyFollower
 	linkLost bool // the room was told, and has not been told it is back
 }
 
@@ -118,11 +132,14 @@ func Dial(o Options) (*Link, error) {
 		return nil, fmt.Errorf("cluster: subject prefix %q: want dot-separated tokens of letters, digits, '-' or '_'", o.Prefix)
 	case o.QueueLen < 0:
 		return nil, errors.New("cluster: queue length must not be negative")
+	case o.HistoryKeep < 0:
+		return nil, errors.New("cluster: history retention must not be negative")
 	}
 	l := &Link{
 		node:   o.Node,
 		boot:   rand.Text()[:16],
 		prefix: o.Prefix,
+		keep:   o.HistoryKeep,
 		log:    o.Logger.With("node", o.Node),
 		queue:  make(chan sshchat.PeerEvent, o.QueueLen),
 		quit:   make(chan struct{}),
@@ -165,27 +182,47 @@ func (l *Link) Boot() string { return l.boot }
 
 func (l *Link) subject(name string) string { return l.prefix + "." + name }
 
-// Start subscribes to the other nodes' events and hands them to room.
+// Start subscribes to the other nodes' events and hands them to room. It
+// first hands it what the shared history holds after the room's position
+// in it (waiting up to catchUpWait), so call it before serving users.
 func (l *Link) Start(room Room) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.room = room
-	sub, err := l.nc.Subscribe(l.subject("*"), l.receive)
-	if err != nil {
-		return fmt.Errorf("cluster: subscribing to %s: %w", l.subject("*"), err)
+	if err := l.subscribe(room); err != nil {
+		return err
 	}
-	// What a node says must not be lost to a brief burst: a deep buffer,
-	// bounded in bytes.
-	if err := sub.SetPendingLimits(1<<16, 64<<20); err != nil {
-		return fmt.Errorf("cluster: %w", err)
-	}
-	l.sub = sub
-	// Once the server has the subscription, nothing said from now on is
-	// missed; if it is unreachable, the subscription is made on reconnect.
+	// Once the server has the subscriptions, nothing said from now on is
+	// missed; if it is unreachable, they are made on reconnect.
 	if err := l.nc.FlushTimeout(flushTimeout); err != nil {
 		l.log.Warn("cluster: NATS not reachable yet; joining the others once it is", "err", err)
 	}
-	l.log.Info("cluster: following the other nodes", "subjects", l.subjectsHelp(), "boot", l.boot)
+	history, err := l.followHistory(room)
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	l.history = history
+	l.mu.Unlock()
+	l.log.Info("cluster: following the other nodes", "subjects", l.subjectsHelp(), "history", l.historyStream(), "boot", l.boot)
+	return nil
+}
+
+// subscribe hands room the events of the other nodes but their public
+// lines, which come through the shared history (followHistory).
+func (l *Link) subscribe(room Room) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.room = room
+	for _, name := range []string{"presence", "private"} {
+		sub, err := l.nc.Subscribe(l.subject(name), l.receive)
+		if err != nil {
+			return fmt.Errorf("cluster: subscribing to %s: %w", l.subject(name), err)
+		}
+		l.subs = append(l.subs, sub)
+		// What a node says must not be lost to a brief burst: a deep
+		// buffer, bounded in bytes.
+		if err := sub.SetPendingLimits(1<<16, 64<<20); err != nil {
+			return fmt.Errorf("cluster: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -247,7 +284,7 @@ const wireVersion = 1
 
 // subjects says which subject each kind is sent on.
 var subjects = map[sshchat.PeerKind]string{
-	sshchat.PeerSay: "room", sshchat.PeerAction: "room",
+	sshchat.PeerSay: "room", sshchat.PeerAction: "room", sshchat.PeerSeen: "room",
 	sshchat.PeerJoin: "presence", sshchat.PeerLeave: "presence", sshchat.PeerAway: "presence",
 	sshchat.PeerRoster: "presence", sshchat.PeerBye: "presence",
 	sshchat.PeerPrivate: "private",
@@ -348,9 +385,12 @@ func (l *Link) Close() {
 	close(l.quit)
 	<-l.sent
 	l.mu.Lock()
-	sub := l.sub
+	subs, history := l.subs, l.history
 	l.mu.Unlock()
-	if sub != nil {
+	if history != nil {
+		history.stop()
+	}
+	for _, sub := range subs {
 		sub.Unsubscribe()
 	}
 	if err := l.nc.FlushTimeout(flushTimeout); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {

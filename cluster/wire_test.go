@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 
@@ -75,14 +76,26 @@ func TestHostileMessagesFromNATS(t *testing.T) {
 	line := func(from, text string) wireEvent {
 		return wireEvent{V: 1, Node: "evil", Boot: "b1", Kind: string(sshchat.PeerSay), From: from, Text: text}
 	}
+	send("presence", []byte("not json"))
+	send("presence", wireEvent{V: 1, Node: "evil", Boot: "b1", Kind: string(sshchat.PeerRoster), Users: []wireUser{{Name: "ok"}, {Name: "bad name"}}})
+	alice.expect("ok has arrived")
+	// Lines come through the shared history, which keeps them whatever
+	// they hold.
 	send("room", []byte("not json"))
 	send("room", line("alice\x1b[2J", "bad name"))
 	send("room", line("mallory", strings.Repeat("x", 1025)))                 // longer than -max-line
 	send("room", line("mallory", "\x1b]0;pwned\x07\x1b[31mcolour\u202e me")) // escapes and bidi
-	send("presence", wireEvent{V: 1, Node: "evil", Boot: "b1", Kind: string(sshchat.PeerRoster), Users: []wireUser{{Name: "ok"}, {Name: "bad name"}}})
+	send("room", wireEvent{V: 1, Node: "evil", Boot: "b1", Kind: string(sshchat.PeerSeen), From: "bad name"})
+	send("room", wireEvent{V: 1, Node: "evil", Boot: "b1", Kind: string(sshchat.PeerRoster), Users: []wireUser{{Name: "ghost"}}})
 	send("room", line("mallory", "the end"))
 	if err := stranger.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	alice.expect("mallory: colour me", "ok has arrived", "mallory: the end")
+	alice.expect("mallory: colour me", "mallory: the end")
+	// A node starting now copies the same and cleans it up the same way.
+	n2 := c.start("n2", nil)
+	bob := n2.join(c.user("bob"))
+	if want := []string{"mallory: colour me", "mallory: the end"}; !slices.Equal(bob.greeting[:2], want) {
+		t.Errorf("bob's greeting on a node started later: %q, want it to start with %q", bob.greeting, want)
+	}
 }

@@ -227,7 +227,11 @@ func (l *historyLogger) write(ps []publication) {
 
 // left records when a user's last session left, for their catch-up.
 func (st *state) left(name string, at time.Time) {
-	seen := store.Seen{At: at, Seq: st.shown}
+	st.rememberSeen(name, store.Seen{At: at, Seq: st.shown})
+}
+
+// rememberSeen records where name's catch-up starts.
+func (st *state) rememberSeen(name string, seen store.Seen) {
 	st.lastSeen[name] = seen
 	if st.opts.stored != nil {
 		log := st.log
@@ -248,6 +252,9 @@ func (st *state) welcome(cli *client) {
 	now := st.now()
 	var lines []*event
 	seen, returning := st.lastSeen[cli.name]
+	// A departure from the shared history comes after lines this node may
+	// not have stored yet: the user saw those.
+	seen.Seq = min(seen.Seq, st.shown)
 	if returning && st.users[cli.name].sessions == 1 {
 		missed := st.shown - seen.Seq
 		replay := st.after(seen.Seq, st.opts.catchup)

@@ -38,6 +38,7 @@ const (
 	PeerPrivate PeerKind = "private" // a private message From to To: Text
 	PeerRoster  PeerKind = "roster"  // everyone on the node: Users; also the node's heartbeat
 	PeerBye     PeerKind = "bye"     // the node is shutting down: its users are gone
+	PeerSeen    PeerKind = "seen"    // From left the room, on every node: where their catch-up starts
 )
 
 // PeerEvent is one thing a node tells the others. Node and Boot name the
@@ -52,6 +53,11 @@ type PeerEvent struct {
 	Text     string
 	Announce bool // a join or leave the sending node announced, so the others do too
 	Users    []PeerUser
+	// Stream is the event's position in the cluster's shared history and
+	// At when it was put there (see SharedHistory); 0 and zero for what
+	// did not come through it.
+	Stream uint64
+	At     time.Time
 }
 
 // PeerUser is one user on a node, in a roster.
@@ -142,20 +148,15 @@ func (st *state) fromPeer(ev PeerEvent) {
 		drop("invalid user name")
 		return
 	}
+	if ev.Stream != 0 {
+		st.fromSharedHistory(ev)
+		return
+	}
 	n := st.peerNode(ev.Node, ev.Boot)
 	n.heard = st.now()
 	switch ev.Kind {
 	case PeerSay, PeerAction:
-		text, ok := st.peerText(ev.Text)
-		if _, muted := st.muted(ev.From); !ok || ev.From == "" || muted {
-			drop("empty, too long or muted line")
-			return
-		}
-		kind := eventChat
-		if ev.Kind == PeerAction {
-			kind = eventAction
-		}
-		st.publish(st.newEvent(kind, ev.From, text), nil)
+		st.peerLine(ev, st.now())
 	case PeerJoin:
 		if ev.From != "" {
 			st.peerArrived(n, ev.From, "", ev.Announce)
@@ -175,9 +176,26 @@ func (st *state) fromPeer(ev PeerEvent) {
 		st.applyRoster(n, ev.Users)
 	case PeerBye:
 		st.forgetNode(ev.Node, n)
+	case PeerSeen:
+		drop("a departure outside the shared history")
 	default:
 		drop("unknown kind")
 	}
+}
+
+// peerLine publishes a public line from another node, said at the given
+// time.
+func (st *state) peerLine(ev PeerEvent, at time.Time) {
+	text, ok := st.peerText(ev.Text)
+	if _, muted := st.muted(ev.From); !ok || ev.From == "" || muted {
+		st.log.Warn("cluster: event from another node dropped", "why", "empty, too long or muted line", "node", ev.Node, "kind", string(ev.Kind))
+		return
+	}
+	kind := eventChat
+	if ev.Kind == PeerAction {
+		kind = eventAction
+	}
+	st.publish(newEvent(kind, ev.From, text, at), nil)
 }
 
 // peerNode returns the record of the node called name in its run boot. A

@@ -177,6 +177,7 @@ func (r *room) close(reason string) {
 		}
 		st.closed = true
 		st.tellPeers(PeerEvent{Kind: PeerBye})
+		st.saveSharedPosition(true)
 	})
 	<-r.done
 	if r.loggerDone != nil {

@@ -22,6 +22,7 @@ type state struct {
 	history // public messages, and when users last left
 	news    presenceNews
 	peers   map[string]*peerNode // the other nodes of the cluster, by name
+	shared  sharedHistory        // how far the cluster's shared history is copied
 
 	opts roomOptions
 	now  func() time.Time
@@ -202,6 +203,7 @@ func (st *state) remove(cli *client, why hangup) {
 		u.leftAt, u.away, u.replyTo = st.now(), "", ""
 		st.left(cli.name, u.leftAt)
 		st.tellPeers(PeerEvent{Kind: PeerLeave, From: cli.name, Announce: u.announced})
+		st.tellLeft(cli.name)
 	}
 }
 
@@ -218,6 +220,7 @@ func (st *state) countQueued() {
 func (st *state) housekeeping() {
 	st.expirePeers()
 	st.publishRoster()
+	st.saveSharedPosition(false)
 	st.announceSummaries()
 	now := st.now()
 	for name, u := range st.users {

@@ -46,8 +46,9 @@ type Seen struct {
 // Record layouts, all integers big-endian. Messages are keyed by their Seq
 // (8 bytes) so that the bucket is in history order; users by their name.
 //
-//	message: version(1) kind(1) at-unix-nanos(8) name-length(1) name text
-//	seen:    version(1) at-unix-nanos(8) seq(8)
+//	message:  version(1) kind(1) at-unix-nanos(8) name-length(1) name text
+//	seen:     version(1) at-unix-nanos(8) seq(8)
+//	position: position(8), keyed by the log's name
 const (
 	recordVersion = 1
 	messageHeader = 1 + 1 + 8 + 1
@@ -157,6 +158,29 @@ func decodeSeen(name, val []byte) (string, Seen, error) {
 		return "", Seen{}, fmt.Errorf("user %q: %w", name, err)
 	}
 	return string(name), s, nil
+}
+
+// maxLogName bounds the name of an outside log whose position is kept.
+const maxLogName = 255
+
+func checkLogName(name string) error {
+	if name == "" || len(name) > maxLogName {
+		return fmt.Errorf("log name is %d bytes long; 1 to %d are allowed", len(name), maxLogName)
+	}
+	if err := checkPrintable(name); err != nil {
+		return fmt.Errorf("log name %w", err)
+	}
+	return nil
+}
+
+func decodePosition(name, val []byte) (uint64, error) {
+	if err := checkLogName(string(name)); err != nil {
+		return 0, err
+	}
+	if len(val) != seqLen {
+		return 0, fmt.Errorf("position in %q is %d bytes, want %d", name, len(val), seqLen)
+	}
+	return binary.BigEndian.Uint64(val), nil
 }
 
 func nanosTime(b []byte) time.Time {

@@ -1,5 +1,6 @@
-// Package store keeps sshchat's durable state — public history and when each
-// user last left — in one bbolt file under the data directory.
+// Package store keeps sshchat's durable state — public history, when each
+// user last left, and how far the history has copied the cluster's shared
+// log — in one bbolt file under the data directory.
 //
 // Every commit is synced to disk before it returns (bbolt's default), so a
 // message whose write has returned survives kill -9 and power loss. Writes
@@ -51,7 +52,8 @@ var (
 	messagesBucket = []byte("messages") // Seq -> message
 	seenBucket     = []byte("seen")     // user name -> Seen
 	metaBucket     = []byte("meta")
-	lastSeqKey     = []byte("last-seq") // highest Seq ever written, even if pruned
+	positionBucket = []byte("positions") // log name -> position
+	lastSeqKey     = []byte("last-seq")  // highest Seq ever written, even if pruned
 )
 
 // DB is the open history database. Its methods are safe for concurrent use,
@@ -66,11 +68,15 @@ type DB struct {
 }
 
 // Batch is what one transaction writes. Its parts are applied in field
-// order: messages, then renames, then last-seen records.
+// order: messages, then renames, then last-seen records, then positions.
 type Batch struct {
 	Messages []Message // Seqs strictly increasing, above every stored Seq
 	Renames  []Rename
 	Seen     map[string]Seen // by user name
+	// Positions records, by the name of an outside log (the cluster's
+	// shared history), the position in it up to which the history holds
+	// what that log holds.
+	Positions map[string]uint64
 }
 
 // Rename moves a user's last-seen record to a new name.
@@ -134,7 +140,7 @@ func (db *DB) load() error {
 		if need := tx.Size(); fi.Size() < need {
 			return fmt.Errorf("file is %d bytes but its pages need %d: it was truncated", fi.Size(), need)
 		}
-		for _, name := range [][]byte{messagesBucket, seenBucket, metaBucket} {
+		for _, name := range [][]byte{messagesBucket, seenBucket, metaBucket, positionBucket} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -161,6 +167,15 @@ func (db *DB) load() error {
 		}
 		err = tx.Bucket(seenBucket).ForEach(func(k, v []byte) error {
 			if _, _, err := decodeSeen(k, v); err != nil {
+				bad = append(bad, err)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		err = tx.Bucket(positionBucket).ForEach(func(k, v []byte) error {
+			if _, err := decodePosition(k, v); err != nil {
 				bad = append(bad, err)
 			}
 			return nil
@@ -228,7 +243,7 @@ func (db *DB) write(bs []Batch) (refused []error, err error) {
 	refused = make([]error, len(bs))
 	var last uint64
 	err = db.update(func(tx *bolt.Tx) error {
-		msgs, seen, meta := tx.Bucket(messagesBucket), tx.Bucket(seenBucket), tx.Bucket(metaBucket)
+		msgs, seen, meta, positions := tx.Bucket(messagesBucket), tx.Bucket(seenBucket), tx.Bucket(metaBucket), tx.Bucket(positionBucket)
 		last = 0
 		if v := meta.Get(lastSeqKey); len(v) == seqLen {
 			last = binary.BigEndian.Uint64(v)
@@ -260,6 +275,11 @@ func (db *DB) write(bs []Batch) (refused []error, err error) {
 			}
 			for name, v := range enc.seen {
 				if err := seen.Put([]byte(name), v); err != nil {
+					return err
+				}
+			}
+			for name, pos := range b.Positions {
+				if err := positions.Put([]byte(name), seqKey(pos)); err != nil {
 					return err
 				}
 			}
@@ -308,6 +328,11 @@ func encodeBatch(b Batch, after uint64) (encodedBatch, error) {
 			return encodedBatch{}, fmt.Errorf("last seen of %q: %w", name, err)
 		}
 		enc.seen[name] = v
+	}
+	for name := range b.Positions {
+		if err := checkLogName(name); err != nil {
+			return encodedBatch{}, fmt.Errorf("position: %w", err)
+		}
 	}
 	return enc, nil
 }
@@ -386,6 +411,25 @@ func (db *DB) LastSeen() (map[string]Seen, error) {
 		db.log.Warn("store: too many last-seen records; the rest are ignored", "file", db.path, "loaded", maxSeen)
 	}
 	return out, nil
+}
+
+// Position returns the position recorded for the outside log called name
+// (Batch.Positions), 0 if there is none.
+func (db *DB) Position(name string) (uint64, error) {
+	var pos uint64
+	err := db.view(func(tx *bolt.Tx) error {
+		v := tx.Bucket(positionBucket).Get([]byte(name))
+		if v == nil {
+			return nil
+		}
+		var err error
+		pos, err = decodePosition([]byte(name), v)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("store: reading the position in %q from %s: %w", name, db.path, err)
+	}
+	return pos, nil
 }
 
 // RenameUser moves old's last-seen record to new, replacing any record new

@@ -83,6 +83,8 @@ func TestWriteRefusesInvalid(t *testing.T) {
 		{"seen bad name", Batch{Messages: []Message{ok}, Seen: map[string]Seen{"a\nb": {At: t0}}}, "control character"},
 		{"seen zero time", Batch{Messages: []Message{ok}, Seen: map[string]Seen{"bob": {}}}, "out of range"},
 		{"rename to nothing", Batch{Messages: []Message{ok}, Renames: []Rename{{"bob", ""}}}, "renaming"},
+		{"position without a name", Batch{Messages: []Message{ok}, Positions: map[string]uint64{"": 1}}, "log name is 0 bytes"},
+		{"position long name", Batch{Messages: []Message{ok}, Positions: map[string]uint64{strings.Repeat("s", 256): 1}}, "log name is 256 bytes"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -180,6 +182,31 @@ func equalSeen(a, b map[string]Seen) bool {
 		}
 	}
 	return true
+}
+
+func TestPositions(t *testing.T) {
+	dir := dataDir(t)
+	db, _ := openTest(t, dir)
+	if pos, err := db.Position("sshchat_history"); err != nil || pos != 0 {
+		t.Fatalf("Position of a new file = %d, %v; want 0", pos, err)
+	}
+	// With the messages it covers, in one transaction.
+	if err := db.Write(Batch{Messages: msgs(1, 2), Positions: map[string]uint64{"sshchat_history": 7, "other_history": 3}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Write(Batch{Positions: map[string]uint64{"sshchat_history": 9}}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	db, rec := openTest(t, dir)
+	for name, want := range map[string]uint64{"sshchat_history": 9, "other_history": 3, "unknown": 0} {
+		if pos, err := db.Position(name); err != nil || pos != want {
+			t.Errorf("Position(%q) = %d, %v; want %d", name, pos, err, want)
+		}
+	}
+	if len(rec.lines) != 0 {
+		t.Errorf("logged %q", rec.lines)
+	}
 }
 
 func TestRenameUser(t *testing.T) {
@@ -430,7 +457,7 @@ func TestHostileRecords(t *testing.T) {
 				return err
 			}
 		}
-		return nil
+		return tx.Bucket(positionBucket).Put([]byte("sshchat_history"), []byte{1, 2, 3})
 	})
 	bdb.Close()
 	if err != nil {
@@ -438,8 +465,11 @@ func TestHostileRecords(t *testing.T) {
 	}
 
 	db, rec := openTest(t, dir)
-	if !rec.has("count=15") {
-		t.Errorf("Open did not log 15 unreadable records: %q", rec.lines)
+	if !rec.has("count=16") {
+		t.Errorf("Open did not log 16 unreadable records: %q", rec.lines)
+	}
+	if _, err := db.Position("sshchat_history"); err == nil || !strings.Contains(err.Error(), "is 3 bytes, want 8") {
+		t.Errorf("Position of a damaged record: %v, want an error", err)
 	}
 	if got := db.LastSeq(); got != 13 {
 		t.Errorf("LastSeq = %d, want 13 so that no stored key is reused", got)
