@@ -236,6 +236,37 @@ type node struct {
 	moderationPath string
 	shared         *SharedSanctions
 	changed        chan struct{} // a change from another node was applied
+
+	handed chan sshchat.PeerEvent // what the link handed the room, if nodeOptions.watch
+}
+
+// watchedRoom is a node's room that also tells the test what the link
+// hands it, in that order.
+type watchedRoom struct {
+	*sshchat.Server
+	handed chan<- sshchat.PeerEvent
+}
+
+func (r watchedRoom) FromPeer(ev sshchat.PeerEvent) {
+	r.handed <- ev
+	r.Server.FromPeer(ev)
+}
+
+// nextHanded returns the next event the link handed n's room that
+// satisfies want, failing the test after waitLimit.
+func (n *node) nextHanded(want func(sshchat.PeerEvent) bool) sshchat.PeerEvent {
+	n.t.Helper()
+	timeout := time.After(waitLimit)
+	for {
+		select {
+		case ev := <-n.handed:
+			if want(ev) {
+				return ev
+			}
+		case <-timeout:
+			n.t.Fatalf("%s: nothing wanted handed to the room within %v", n.name, waitLimit)
+		}
+	}
 }
 
 // waitModeration waits until the node's moderation file satisfies ok.
@@ -264,6 +295,7 @@ type nodeOptions struct {
 	data  string // the store's directory; empty: history in memory
 	nats  string // the NATS URL, if not the cluster's server (a proxy)
 	keep  time.Duration
+	watch bool // keep what the link hands the room in node.handed
 }
 
 // startWith runs a node called name as o says.
@@ -302,11 +334,17 @@ func (c *cluster) startWith(name string, o nodeOptions) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := link.Start(srv); err != nil {
-		t.Fatal(err)
-	}
 	n := &node{t: t, name: name, link: link, server: srv, host: host.PublicKey(),
 		moderation: local, moderationPath: moderationPath, shared: shared, changed: make(chan struct{}, 1)}
+	var room Room = srv
+	if o.watch {
+		// Deep enough for a test's events: the link must not wait on it.
+		n.handed = make(chan sshchat.PeerEvent, 1<<14)
+		room = watchedRoom{srv, n.handed}
+	}
+	if err := link.Start(room); err != nil {
+		t.Fatal(err)
+	}
 	if err := shared.Follow(func() {
 		srv.Revalidate()
 		select {
@@ -449,6 +487,21 @@ func (c *chatter) say(text string) {
 	if _, err := io.WriteString(c.stdin, text+"\n"); err != nil {
 		c.t.Fatalf("%s: say %q: %v", c.name, text, err)
 	}
+}
+
+// pipe is `printf 'LINE\n...' | ssh -T`: signer connects to n without a
+// terminal, sends lines, closes its input and waits for the session to
+// end.
+func (n *node) pipe(signer gossh.Signer, lines ...string) {
+	n.t.Helper()
+	c := n.open(signer)
+	for _, line := range lines {
+		c.say(line)
+	}
+	if err := c.stdin.Close(); err != nil {
+		n.t.Fatal(err)
+	}
+	c.ended()
 }
 
 // quit leaves the chat and waits for the session to end: by then the node

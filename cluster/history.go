@@ -30,6 +30,7 @@ const catchUpWait = 10 * time.Second
 // historyFollower reads the shared history into the room.
 type historyFollower struct {
 	link     *Link
+	order    *orderer // told of each line handed over
 	consumer jetstream.ConsumeContext
 
 	handled  atomic.Uint64 // stream position of the last message read
@@ -92,7 +93,10 @@ func (l *Link) followHistory(room Room) (*historyFollower, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: reading the shared history %s: %w", name, err)
 	}
-	f := &historyFollower{link: l, target: last, caughtUp: make(chan struct{})}
+	l.mu.Lock()
+	order := l.order
+	l.mu.Unlock()
+	f := &historyFollower{link: l, order: order, target: last, caughtUp: make(chan struct{})}
 	f.handled.Store(pos)
 	if pos >= last {
 		f.once.Do(func() { close(f.caughtUp) })
@@ -123,7 +127,7 @@ func (f *historyFollower) receive(m jetstream.Msg, room Room) {
 	}
 	defer f.handledUpTo(meta.Sequence.Stream)
 	data := m.Data()
-	ev, err := decode(data)
+	ev, after, err := decode(data)
 	if err != nil {
 		f.link.log.Warn("cluster: malformed message in the shared history dropped", "position", meta.Sequence.Stream, "bytes", len(data), "err", err)
 		return
@@ -133,6 +137,8 @@ func (f *historyFollower) receive(m jetstream.Msg, room Room) {
 	}
 	ev.Stream, ev.At = meta.Sequence.Stream, meta.Timestamp
 	room.FromPeer(ev)
+	// Before the next line: what the node sent after this one comes now.
+	f.order.streamed(ev.Node, ev.Boot, after)
 }
 
 func (f *historyFollower) handledUpTo(pos uint64) {

@@ -61,6 +61,14 @@ type Options struct {
 	Node      string // this node's name: letters, digits, '.', '-', '_'
 	Prefix    string // subject prefix; DefaultPrefix if empty
 	QueueLen  int    // events waiting to be published before they are dropped; DefaultQueueLen if 0
+	// OrderWait is how long a presence or private message from another
+	// node waits for the lines that node sent before it (see order.go);
+	// DefaultOrderWait if 0. Keep it well under the nodes' -node-ttl:
+	// rosters, the nodes' heartbeat, wait too.
+	OrderWait time.Duration
+	// HoldLen is how many messages may wait for lines at once; past it
+	// the oldest goes out of order. DefaultHoldLen if 0.
+	HoldLen int
 	// HistoryKeep is how long the shared history keeps a line: the
 	// nodes' -history-keep. 0 keeps them for ever.
 	HistoryKeep time.Duration
@@ -69,8 +77,10 @@ type Options struct {
 
 // Defaults of Options.
 const (
-	DefaultPrefix   = "sshchat"
-	DefaultQueueLen = 4096
+	DefaultPrefix    = "sshchat"
+	DefaultQueueLen  = 4096
+	DefaultOrderWait = 2 * time.Second
+	DefaultHoldLen   = 4096
 )
 
 // MaxMessage is the largest NATS message a node accepts from another.
@@ -100,14 +110,20 @@ type Link struct {
 	keep   time.Duration
 	log    *slog.Logger
 
-	queue   chan sshchat.PeerEvent
-	dropped atomic.Uint64 // events not published: queue full, or link down
-	quit    chan struct{}
-	sent    chan struct{} // closed when the publisher has stopped
+	orderWait time.Duration
+	holdLen   int
+
+	queue    chan sshchat.PeerEvent
+	dropped  atomic.Uint64 // events not published: queue full, or link down
+	roomSent uint64        // messages published on PREFIX.room this boot; the publisher's
+	quit     chan struct{}
+	sent     chan struct{} // closed when the publisher has stopped
 
 	mu       sync.Mutex
-	room     Room // nil until Start
+	room     Room     // nil until Start
+	order    *orderer // nil until Start
 	subs     []*nats.Subscription
+	received chan struct{} // closed when the receiver has stopped; nil until Start
 	history  *historyFollower
 	linkLost bool // the room was told, and has not been told it is back
 }
@@ -122,6 +138,12 @@ func Dial(o Options) (*Link, error) {
 	if o.QueueLen == 0 {
 		o.QueueLen = DefaultQueueLen
 	}
+	if o.OrderWait == 0 {
+		o.OrderWait = DefaultOrderWait
+	}
+	if o.HoldLen == 0 {
+		o.HoldLen = DefaultHoldLen
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -132,6 +154,8 @@ func Dial(o Options) (*Link, error) {
 		return nil, fmt.Errorf("cluster: subject prefix %q: want dot-separated tokens of letters, digits, '-' or '_'", o.Prefix)
 	case o.QueueLen < 0:
 		return nil, errors.New("cluster: queue length must not be negative")
+	case o.OrderWait < 0 || o.HoldLen < 0:
+		return nil, errors.New("cluster: order wait and hold length must not be negative")
 	case o.HistoryKeep < 0:
 		return nil, errors.New("cluster: history retention must not be negative")
 	}
@@ -141,9 +165,13 @@ func Dial(o Options) (*Link, error) {
 		prefix: o.Prefix,
 		keep:   o.HistoryKeep,
 		log:    o.Logger.With("node", o.Node),
-		queue:  make(chan sshchat.PeerEvent, o.QueueLen),
-		quit:   make(chan struct{}),
-		sent:   make(chan struct{}),
+
+		orderWait: o.OrderWait,
+		holdLen:   o.HoldLen,
+
+		queue: make(chan sshchat.PeerEvent, o.QueueLen),
+		quit:  make(chan struct{}),
+		sent:  make(chan struct{}),
 	}
 	opts := []nats.Option{
 		nats.Name("sshchat " + o.Node),
@@ -205,25 +233,46 @@ func (l *Link) Start(room Room) error {
 	return nil
 }
 
+// receiveBuffer is how many presence and private messages may wait to be
+// handled before NATS drops them (and the link logs it as a slow consumer):
+// what a node says must not be lost to a brief burst.
+const receiveBuffer = 1 << 14
+
 // subscribe hands room the events of the other nodes but their public
 // lines, which come through the shared history (followHistory).
 func (l *Link) subscribe(room Room) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.room = room
+	l.order = newOrderer(room, l.orderWait, l.holdLen, l.log)
+	// One channel for both subjects, read by one goroutine: messages are
+	// handled in the order they came, which is the order each node sent
+	// them in.
+	msgs := make(chan *nats.Msg, receiveBuffer)
 	for _, name := range []string{"presence", "private"} {
-		sub, err := l.nc.Subscribe(l.subject(name), l.receive)
+		sub, err := l.nc.ChanSubscribe(l.subject(name), msgs)
 		if err != nil {
 			return fmt.Errorf("cluster: subscribing to %s: %w", l.subject(name), err)
 		}
 		l.subs = append(l.subs, sub)
-		// What a node says must not be lost to a brief burst: a deep
-		// buffer, bounded in bytes.
-		if err := sub.SetPendingLimits(1<<16, 64<<20); err != nil {
-			return fmt.Errorf("cluster: %w", err)
+	}
+	l.received = make(chan struct{})
+	go l.receiver(msgs, l.order, l.received)
+	return nil
+}
+
+// receiver handles the messages of the subscriptions, in order, until
+// Close.
+func (l *Link) receiver(msgs <-chan *nats.Msg, order *orderer, done chan<- struct{}) {
+	defer close(done)
+	for {
+		select {
+		case m := <-msgs:
+			l.receive(m, order)
+		case <-l.quit:
+			return
 		}
 	}
-	return nil
 }
 
 // flushTimeout bounds a round trip to the NATS server.
@@ -272,6 +321,9 @@ type wireEvent struct {
 	Text     string     `json:"text,omitempty"`
 	Announce bool       `json:"announce,omitempty"`
 	Users    []wireUser `json:"users,omitempty"`
+	// After is how many messages the sending node's boot published on
+	// PREFIX.room before this one; absent (0), nothing to wait for.
+	After uint64 `json:"after,omitempty"`
 }
 
 type wireUser struct {
@@ -316,7 +368,7 @@ func (l *Link) send(ev sshchat.PeerEvent) {
 		l.log.Error("cluster: unknown event kind not published", "kind", string(ev.Kind))
 		return
 	}
-	w := wireEvent{V: wireVersion, Node: l.node, Boot: l.boot, Kind: string(ev.Kind), From: ev.From, To: ev.To, Text: ev.Text, Announce: ev.Announce}
+	w := wireEvent{V: wireVersion, Node: l.node, Boot: l.boot, Kind: string(ev.Kind), From: ev.From, To: ev.To, Text: ev.Text, Announce: ev.Announce, After: l.roomSent}
 	for _, u := range ev.Users {
 		w.Users = append(w.Users, wireUser(u))
 	}
@@ -327,6 +379,11 @@ func (l *Link) send(ev sshchat.PeerEvent) {
 	if err == nil {
 		err = l.nc.Publish(l.subject(subject), data)
 	}
+	if err == nil && subject == "room" {
+		// Counted only once it is on its way: nothing waits for a line
+		// that was not sent.
+		l.roomSent++
+	}
 	if err != nil {
 		// While the link is down: the users were told.
 		if n := l.dropped.Add(1); n&(n-1) == 0 || !errors.Is(err, nats.ErrReconnectBufExceeded) {
@@ -335,9 +392,9 @@ func (l *Link) send(ev sshchat.PeerEvent) {
 	}
 }
 
-// receive handles one message from another node.
-func (l *Link) receive(m *nats.Msg) {
-	ev, err := decode(m.Data)
+// receive handles one presence or private message from another node.
+func (l *Link) receive(m *nats.Msg, order *orderer) {
+	ev, after, err := decode(m.Data)
 	if err == nil && ev.Node == l.node {
 		err = errors.New("sent under this node's own name: is -node the same on two nodes?")
 	}
@@ -345,38 +402,36 @@ func (l *Link) receive(m *nats.Msg) {
 		l.log.Warn("cluster: malformed message dropped", "subject", m.Subject, "bytes", len(m.Data), "err", err)
 		return
 	}
-	l.mu.Lock()
-	room := l.room
-	l.mu.Unlock()
-	room.FromPeer(ev)
+	order.received(ev, after)
 }
 
-// decode parses and checks the shape of a message from another node; the
-// room checks and sanitises its content.
-func decode(data []byte) (sshchat.PeerEvent, error) {
+// decode parses and checks the shape of a message from another node, and
+// returns it with how many room messages its sender published before it;
+// the room checks and sanitises its content.
+func decode(data []byte) (ev sshchat.PeerEvent, after uint64, err error) {
 	if len(data) > MaxMessage {
-		return sshchat.PeerEvent{}, fmt.Errorf("longer than %d bytes", MaxMessage)
+		return ev, 0, fmt.Errorf("longer than %d bytes", MaxMessage)
 	}
 	var w wireEvent
 	if err := json.Unmarshal(data, &w); err != nil {
-		return sshchat.PeerEvent{}, err
+		return ev, 0, err
 	}
 	switch {
 	case w.V != wireVersion:
-		return sshchat.PeerEvent{}, fmt.Errorf("version %d, want %d", w.V, wireVersion)
+		return ev, 0, fmt.Errorf("version %d, want %d", w.V, wireVersion)
 	case !validNode.MatchString(w.Node):
-		return sshchat.PeerEvent{}, fmt.Errorf("invalid node name %q", w.Node)
+		return ev, 0, fmt.Errorf("invalid node name %q", w.Node)
 	case w.Boot == "" || len(w.Boot) > 64:
-		return sshchat.PeerEvent{}, errors.New("missing or overlong boot id")
+		return ev, 0, errors.New("missing or overlong boot id")
 	}
 	if _, ok := subjects[sshchat.PeerKind(w.Kind)]; !ok {
-		return sshchat.PeerEvent{}, fmt.Errorf("unknown kind %q", w.Kind)
+		return ev, 0, fmt.Errorf("unknown kind %q", w.Kind)
 	}
-	ev := sshchat.PeerEvent{Kind: sshchat.PeerKind(w.Kind), Node: w.Node, Boot: w.Boot, From: w.From, To: w.To, Text: w.Text, Announce: w.Announce}
+	ev = sshchat.PeerEvent{Kind: sshchat.PeerKind(w.Kind), Node: w.Node, Boot: w.Boot, From: w.From, To: w.To, Text: w.Text, Announce: w.Announce}
 	for _, u := range w.Users {
 		ev.Users = append(ev.Users, sshchat.PeerUser(u))
 	}
-	return ev, nil
+	return ev, w.After, nil
 }
 
 // Close publishes what is queued, then closes the connection to NATS. Call
@@ -385,13 +440,19 @@ func (l *Link) Close() {
 	close(l.quit)
 	<-l.sent
 	l.mu.Lock()
-	subs, history := l.subs, l.history
+	subs, history, order, received := l.subs, l.history, l.order, l.received
 	l.mu.Unlock()
 	if history != nil {
 		history.stop()
 	}
 	for _, sub := range subs {
 		sub.Unsubscribe()
+	}
+	if received != nil {
+		<-received
+	}
+	if order != nil {
+		order.close()
 	}
 	if err := l.nc.FlushTimeout(flushTimeout); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
 		l.log.Debug("cluster: flushing before close", "err", err)

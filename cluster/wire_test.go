@@ -26,7 +26,7 @@ func TestDecodeRefusesMalformedMessages(t *testing.T) {
 		{"too long", `{"v":1,"node":"n1","boot":"b","kind":"say","text":"` + strings.Repeat("x", MaxMessage) + `"}`, "longer than"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := decode([]byte(tc.data))
+			_, _, err := decode([]byte(tc.data))
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("decode(%.60q) = %v, want an error containing %q", tc.data, err, tc.want)
 			}
@@ -39,7 +39,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"v":1,"node":"n1","boot":"b","kind":"roster","users":[{"name":"alice","away":"lunch"}]}`))
 	f.Add([]byte(`{"v":1,"node":"n1","boot":"b","kind":"private","from":"alice","to":"bob","text":"psst"}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		ev, err := decode(data)
+		ev, _, err := decode(data)
 		if err != nil {
 			return
 		}
