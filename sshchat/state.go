@@ -142,7 +142,7 @@ func (st *state) admit(cli *client, u *user) (why hangup, ok bool) {
 		}
 	}
 	switch {
-	case st.opts.maxPerUser > 0 && u.sessions+u.quiet >= st.opts.maxPerUser:
+	case st.opts.maxPerUser > 0 && u.sessions+u.quiet+st.sessionsElsewhere(name) >= st.opts.maxPerUser:
 		return hangup{notice: fmt.Sprintf("Too many sessions for %s (at most %d).", name, st.opts.maxPerUser)}, false
 	case u.starts != nil && !u.starts.Allow():
 		return hangup{notice: fmt.Sprintf("Too many new sessions for %s; wait a few seconds and try again.", name)}, false
@@ -170,6 +170,8 @@ func (st *state) join(cli *client) {
 			st.announcePresence(eventJoin, cli.name)
 		}
 		st.tellPeers(PeerEvent{Kind: PeerJoin, From: cli.name, Announce: u.announced})
+	} else {
+		st.tellPeers(PeerEvent{Kind: PeerCount, From: cli.name, Count: u.sessions})
 	}
 	st.clients[cli] = struct{}{}
 	st.welcome(cli)
@@ -204,6 +206,8 @@ func (st *state) remove(cli *client, why hangup) {
 		st.left(cli.name, u.leftAt)
 		st.tellPeers(PeerEvent{Kind: PeerLeave, From: cli.name, Announce: u.announced})
 		st.tellLeft(cli.name)
+	} else {
+		st.tellPeers(PeerEvent{Kind: PeerCount, From: cli.name, Count: u.sessions})
 	}
 }
 
