@@ -260,6 +260,7 @@ func (st *state) peerArrived(n *peerNode, name, away string, announce bool) {
 	newcomer := !st.present(name, nil)
 	n.users[name] = away
 	n.sessions[name] = 1
+	st.online.add(name)
 	if newcomer && announce {
 		st.announcePresence(eventJoin, name)
 	}
@@ -271,6 +272,7 @@ func (st *state) peerLeft(n *peerNode, name string, announce bool) {
 	}
 	delete(n.users, name)
 	delete(n.sessions, name)
+	st.online.remove(name)
 	if announce && !st.present(name, nil) {
 		st.announcePresence(eventLeave, name)
 	}
@@ -315,6 +317,7 @@ func (st *state) sessionsElsewhere(name string) int {
 func (st *state) forgetNode(name string, n *peerNode) {
 	delete(st.peers, name)
 	for _, user := range slices.Sorted(maps.Keys(n.users)) {
+		st.online.remove(user)
 		if !st.present(user, nil) {
 			st.announcePresence(eventLeave, user)
 		}

@@ -3,7 +3,6 @@ package sshchat
 import (
 	"fmt"
 	"log/slog"
-	"slices"
 	"strings"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 type state struct {
 	clients map[*client]struct{}
 	users   map[string]*user // by name: everyone online, and who left lately
+	online  onlineSet        // everyone in the room, here or on another node
 	dropped []dropRequest    // clients to drop once the current fan-out ends
 	closed  bool
 	queued  int // events queued since the last count, for metrics
@@ -163,6 +163,7 @@ func (st *state) join(cli *client) {
 		return
 	}
 	if u.sessions++; u.sessions == 1 {
+		st.online.add(cli.name)
 		st.opts.metrics.userOnline(1)
 		u.lastActive = st.now()
 		u.announced = u.announces.Allow()
@@ -201,6 +202,7 @@ func (st *state) remove(cli *client, why hangup) {
 		return
 	}
 	if u.sessions--; u.sessions == 0 {
+		st.online.remove(cli.name)
 		st.opts.metrics.userOnline(-1)
 		u.leftAt, u.away, u.replyTo = st.now(), "", ""
 		st.left(cli.name, u.leftAt)
@@ -374,24 +376,9 @@ func (st *state) newEvent(kind eventKind, from, text string) *event {
 }
 
 // onlineNames returns the names of users with a session, here or on
-// another node, sorted.
-func (st *state) onlineNames() []string {
-	names := make([]string, 0, len(st.users))
-	for name, u := range st.users {
-		if u.sessions > 0 {
-			names = append(names, name)
-		}
-	}
-	for _, n := range st.peers {
-		for name := range n.users {
-			if u := st.users[name]; u == nil || u.sessions == 0 {
-				names = append(names, name)
-			}
-		}
-	}
-	slices.Sort(names)
-	return slices.Compact(names)
-}
+// another node, sorted. The slice changes as they come and go: copy it to
+// keep it.
+func (st *state) onlineNames() []string { return st.online.names() }
 
 // post publishes text from a quiet client, saying why not if it may not.
 func (st *state) post(cli *client, text string) (why string) {
