@@ -9,8 +9,10 @@
 //	PREFIX.room      public lines, /me actions and users leaving the room, kept
 //	                 in the stream PREFIX_history (see history.go):
 //	                 {"kind":"say"|"action"|"seen","from","text"}
-//	PREFIX.presence  join, leave, away, bye, and every second the node's roster:
-//	                 {"kind":"roster","users":[{"name","away"}]}, its heartbeat
+//	PREFIX.presence  join, leave, away, count (a user's chat sessions on the node
+//	                 when a second one starts or ends), bye, and every second
+//	                 the node's roster, its heartbeat:
+//	                 {"kind":"roster","users":[{"name","away","sessions"}]}
 //	PREFIX.private   /msg and /reply to a user on another node: {"kind":"private","from","to","text"}
 //
 // Every message also carries "v" (1), "node" (the sending node's name) and
@@ -320,6 +322,7 @@ type wireEvent struct {
 	To       string     `json:"to,omitempty"`
 	Text     string     `json:"text,omitempty"`
 	Announce bool       `json:"announce,omitempty"`
+	Count    int        `json:"count,omitempty"`
 	Users    []wireUser `json:"users,omitempty"`
 	// After is how many messages the sending node's boot published on
 	// PREFIX.room before this one; absent (0), nothing to wait for.
@@ -327,8 +330,9 @@ type wireEvent struct {
 }
 
 type wireUser struct {
-	Name string `json:"name"`
-	Away string `json:"away,omitempty"`
+	Name     string `json:"name"`
+	Away     string `json:"away,omitempty"`
+	Sessions int    `json:"sessions,omitempty"`
 }
 
 // wireVersion is the version of wireEvent this node speaks.
@@ -337,7 +341,7 @@ const wireVersion = 1
 // subjects says which subject each kind is sent on.
 var subjects = map[sshchat.PeerKind]string{
 	sshchat.PeerSay: "room", sshchat.PeerAction: "room", sshchat.PeerSeen: "room",
-	sshchat.PeerJoin: "presence", sshchat.PeerLeave: "presence", sshchat.PeerAway: "presence",
+	sshchat.PeerJoin: "presence", sshchat.PeerLeave: "presence", sshchat.PeerAway: "presence", sshchat.PeerCount: "presence",
 	sshchat.PeerRoster: "presence", sshchat.PeerBye: "presence",
 	sshchat.PeerPrivate: "private",
 }
@@ -368,7 +372,7 @@ func (l *Link) send(ev sshchat.PeerEvent) {
 		l.log.Error("cluster: unknown event kind not published", "kind", string(ev.Kind))
 		return
 	}
-	w := wireEvent{V: wireVersion, Node: l.node, Boot: l.boot, Kind: string(ev.Kind), From: ev.From, To: ev.To, Text: ev.Text, Announce: ev.Announce, After: l.roomSent}
+	w := wireEvent{V: wireVersion, Node: l.node, Boot: l.boot, Kind: string(ev.Kind), From: ev.From, To: ev.To, Text: ev.Text, Announce: ev.Announce, Count: ev.Count, After: l.roomSent}
 	for _, u := range ev.Users {
 		w.Users = append(w.Users, wireUser(u))
 	}
@@ -427,7 +431,7 @@ func decode(data []byte) (ev sshchat.PeerEvent, after uint64, err error) {
 	if _, ok := subjects[sshchat.PeerKind(w.Kind)]; !ok {
 		return ev, 0, fmt.Errorf("unknown kind %q", w.Kind)
 	}
-	ev = sshchat.PeerEvent{Kind: sshchat.PeerKind(w.Kind), Node: w.Node, Boot: w.Boot, From: w.From, To: w.To, Text: w.Text, Announce: w.Announce}
+	ev = sshchat.PeerEvent{Kind: sshchat.PeerKind(w.Kind), Node: w.Node, Boot: w.Boot, From: w.From, To: w.To, Text: w.Text, Announce: w.Announce, Count: w.Count}
 	for _, u := range w.Users {
 		ev.Users = append(ev.Users, sshchat.PeerUser(u))
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/term"
@@ -48,41 +49,107 @@ func (e endableReader) Read(p []byte) (int, error) {
 }
 
 // lineReader reads newline-terminated lines from a non-terminal session
-// without ever buffering more than the line limit.
+// without ever buffering more than the line limit. It holds no buffer while
+// it waits for input: an idle session, which is what most sessions are,
+// costs one byte, and the buffer comes from a pool once a line starts
+// arriving and goes back once everything received has been returned.
 type lineReader struct {
-	r   *bufio.Reader
-	max int
+	r       io.Reader
+	max     int
+	buf     *[]byte // from lineBuffers while pending is not empty, else nil
+	pending []byte  // received and not yet returned, in *buf
+	first   [1]byte // where the first byte of a line is awaited
+	err     error   // the reader's error, once it has returned one
 }
 
+// lineBuffers hold the lines being received by line-mode sessions.
+var lineBuffers = sync.Pool{New: func() any { return new([]byte) }}
+
 func newLineReader(r io.Reader, max int) *lineReader {
-	// A line of max bytes plus "\r\n" must fit the buffer.
-	return &lineReader{r: bufio.NewReaderSize(r, max+2), max: max}
+	return &lineReader{r: r, max: max}
 }
 
 // ReadLine returns the next line without its line ending. A final line
-// without a newline is returned before io.EOF.
+// without a newline is returned before the reader's error, io.EOF.
 func (lr *lineReader) ReadLine() (string, error) {
-	line, err := lr.r.ReadSlice('\n')
-	if errors.Is(err, bufio.ErrBufferFull) {
-		for errors.Is(err, bufio.ErrBufferFull) {
-			_, err = lr.r.ReadSlice('\n')
+	tooLong := false
+	for {
+		if i := bytes.IndexByte(lr.pending, '\n'); i >= 0 {
+			line := lr.pending[:i]
+			lr.pending = lr.pending[i+1:]
+			return lr.line(line, tooLong)
 		}
-		if err == nil || err == io.EOF {
-			err = errLineTooLong
+		// A line of max bytes plus "\r\n" fits; one that fills the space
+		// without a newline is too long, and the rest of it is skipped.
+		if len(lr.pending) >= lr.max+2 {
+			tooLong, lr.pending = true, lr.pending[:0]
 		}
-		return "", err
+		var err error
+		if lr.buf == nil {
+			err = lr.await()
+		} else {
+			err = lr.fill()
+		}
+		if err != nil {
+			if !tooLong && len(lr.pending) == 0 {
+				return "", err
+			}
+			line := lr.pending
+			lr.pending = lr.pending[len(line):]
+			return lr.line(line, tooLong)
+		}
 	}
-	if err == io.EOF && len(line) > 0 {
-		err = nil
+}
+
+// line returns line, which pending no longer holds, as ReadLine does, and
+// gives the buffer back if nothing else is pending.
+func (lr *lineReader) line(line []byte, tooLong bool) (string, error) {
+	line = bytes.TrimSuffix(line, []byte{'\r'})
+	s, err := string(line), error(nil)
+	if tooLong || len(line) > lr.max {
+		s, err = "", errLineTooLong
 	}
-	if err != nil {
-		return "", err
+	if len(lr.pending) == 0 && lr.buf != nil {
+		lineBuffers.Put(lr.buf)
+		lr.buf, lr.pending = nil, nil
 	}
-	line = bytes.TrimSuffix(bytes.TrimSuffix(line, []byte{'\n'}), []byte{'\r'})
-	if len(line) > lr.max {
-		return "", errLineTooLong
+	return s, err
+}
+
+// await waits for the first byte of a line, holding no buffer, and then
+// takes one.
+func (lr *lineReader) await() error {
+	if lr.err != nil {
+		return lr.err
 	}
-	return string(line), nil
+	n, err := lr.r.Read(lr.first[:])
+	lr.err = err
+	if n > 0 {
+		lr.take()
+	}
+	return nil
+}
+
+// take gets a buffer for the line that has started with lr.first.
+func (lr *lineReader) take() {
+	lr.buf = lineBuffers.Get().(*[]byte)
+	if cap(*lr.buf) < lr.max+2 {
+		*lr.buf = make([]byte, lr.max+2)
+	}
+	lr.pending = append((*lr.buf)[:0], lr.first[0])
+}
+
+// fill receives more input after what is pending.
+func (lr *lineReader) fill() error {
+	if lr.err != nil {
+		return lr.err
+	}
+	space := (*lr.buf)[:lr.max+2]
+	held := copy(space, lr.pending)
+	n, err := lr.r.Read(space[held:])
+	lr.pending = space[:held+n]
+	lr.err = err
+	return nil
 }
 
 // Keys the filter treats specially.

@@ -35,6 +35,7 @@ const (
 	PeerJoin    PeerKind = "join"    // From's first session on the node; Announce
 	PeerLeave   PeerKind = "leave"   // From's last session on the node left; Announce
 	PeerAway    PeerKind = "away"    // From is away (Text, the reason) or back (Text empty)
+	PeerCount   PeerKind = "count"   // From has Count chat sessions on the node, one or more: a session more or less
 	PeerPrivate PeerKind = "private" // a private message From to To: Text
 	PeerRoster  PeerKind = "roster"  // everyone on the node: Users; also the node's heartbeat
 	PeerBye     PeerKind = "bye"     // the node is shutting down: its users are gone
@@ -52,6 +53,7 @@ type PeerEvent struct {
 	To       string
 	Text     string
 	Announce bool // a join or leave the sending node announced, so the others do too
+	Count    int  // PeerCount: From's chat sessions on the node
 	Users    []PeerUser
 	// Stream is the event's position in the cluster's shared history and
 	// At when it was put there (see SharedHistory); 0 and zero for what
@@ -62,8 +64,9 @@ type PeerEvent struct {
 
 // PeerUser is one user on a node, in a roster.
 type PeerUser struct {
-	Name string
-	Away string
+	Name     string
+	Away     string
+	Sessions int // chat sessions on the node; 0 from a node that does not say
 }
 
 // DefaultPeerTTL is how long a node may stay silent before the other
@@ -73,11 +76,19 @@ const DefaultPeerTTL = 10 * time.Second
 // maxRosterUsers bounds the users one roster may bring in.
 const maxRosterUsers = 100_000
 
+// maxPeerSessions bounds the sessions a node may say a user has there, so
+// that a hostile count cannot overflow a sum.
+const maxPeerSessions = 1 << 16
+
 // peerNode is what this node knows of another node of the cluster.
 type peerNode struct {
 	boot  string
 	heard time.Time
 	users map[string]string // user name -> away reason
+	// sessions counts each user's chat sessions on the node, from its
+	// joins, leaves, counts and rosters: -max-sessions-per-user holds
+	// across the cluster.
+	sessions map[string]int
 }
 
 // FromPeer hands the room an event from another node, once the broadcaster
@@ -122,7 +133,7 @@ func (st *state) publishRoster() {
 	users := make([]PeerUser, 0, len(st.users))
 	for name, u := range st.users {
 		if u.sessions > 0 {
-			users = append(users, PeerUser{Name: name, Away: u.away})
+			users = append(users, PeerUser{Name: name, Away: u.away, Sessions: u.sessions})
 		}
 	}
 	st.opts.peers.Publish(PeerEvent{Kind: PeerRoster, Users: users})
@@ -164,6 +175,10 @@ func (st *state) fromPeer(ev PeerEvent) {
 	case PeerLeave:
 		if ev.From != "" {
 			st.peerLeft(n, ev.From, ev.Announce)
+		}
+	case PeerCount:
+		if _, ok := n.users[ev.From]; ok {
+			n.sessions[ev.From] = min(max(ev.Count, 1), maxPeerSessions)
 		}
 	case PeerAway:
 		if _, ok := n.users[ev.From]; ok {
@@ -209,7 +224,7 @@ func (st *state) peerNode(name, boot string) *peerNode {
 		n = nil
 	}
 	if n == nil {
-		n = &peerNode{boot: boot, users: make(map[string]string)}
+		n = &peerNode{boot: boot, users: make(map[string]string), sessions: make(map[string]int)}
 		st.peers[name] = n
 	}
 	return n
@@ -244,6 +259,8 @@ func (st *state) peerArrived(n *peerNode, name, away string, announce bool) {
 	}
 	newcomer := !st.present(name, nil)
 	n.users[name] = away
+	n.sessions[name] = 1
+	st.online.add(name)
 	if newcomer && announce {
 		st.announcePresence(eventJoin, name)
 	}
@@ -254,6 +271,8 @@ func (st *state) peerLeft(n *peerNode, name string, announce bool) {
 		return
 	}
 	delete(n.users, name)
+	delete(n.sessions, name)
+	st.online.remove(name)
 	if announce && !st.present(name, nil) {
 		st.announcePresence(eventLeave, name)
 	}
@@ -263,10 +282,12 @@ func (st *state) peerLeft(n *peerNode, name string, announce bool) {
 // and who left since it was last heard.
 func (st *state) applyRoster(n *peerNode, users []PeerUser) {
 	listed := make(map[string]string, len(users))
+	sessions := make(map[string]int, len(users))
 	for _, u := range users {
 		if keys.CheckName(u.Name) == nil {
 			away := strings.TrimSpace(Sanitize(u.Away))
 			listed[u.Name] = away[:min(len(away), st.opts.maxLine)]
+			sessions[u.Name] = min(max(u.Sessions, 1), maxPeerSessions)
 		}
 	}
 	for name := range n.users {
@@ -276,13 +297,27 @@ func (st *state) applyRoster(n *peerNode, users []PeerUser) {
 	}
 	for _, name := range slices.Sorted(maps.Keys(listed)) {
 		st.peerArrived(n, name, listed[name], true)
+		if _, ok := n.users[name]; ok {
+			n.sessions[name] = sessions[name]
+		}
 	}
+}
+
+// sessionsElsewhere is how many chat sessions name has on the other nodes,
+// as far as this node has heard.
+func (st *state) sessionsElsewhere(name string) int {
+	total := 0
+	for _, n := range st.peers {
+		total += n.sessions[name]
+	}
+	return total
 }
 
 // forgetNode takes the node called name out of the room, with its users.
 func (st *state) forgetNode(name string, n *peerNode) {
 	delete(st.peers, name)
 	for _, user := range slices.Sorted(maps.Keys(n.users)) {
+		st.online.remove(user)
 		if !st.present(user, nil) {
 			st.announcePresence(eventLeave, user)
 		}

@@ -241,7 +241,7 @@ func (r *room) kick(cli *client, why hangup) {
 // stopped.
 func (r *room) names() []string {
 	var names []string
-	r.do(func(st *state) { names = st.onlineNames() })
+	r.do(func(st *state) { names = slices.Clone(st.onlineNames()) })
 	return names
 }
 

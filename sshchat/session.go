@@ -109,35 +109,79 @@ func (s *Server) awaitShell(ctx gliderssh.Context, ch gossh.Channel, reqs <-chan
 }
 
 // handleSession is the gliderlabs ChannelHandler for "session" channels.
+//
+// Its goroutine becomes the session's reader, which spends an idle user's
+// whole session waiting in a read: the setup and the logging, which need
+// deep stacks, are done in callees that return first, so that the frames
+// it waits under stay small. The garbage collector halves a goroutine's
+// stack only while it uses less than a quarter of it, counting an 800-byte
+// guard: a reader waiting less than about 1.2 KiB deep goes back to 4 KiB
+// after growing for the setup, a deeper one keeps 8 KiB for the session.
 func (s *Server) handleSession(_ *gliderssh.Server, conn *gossh.ServerConn, newChan gossh.NewChannel, ctx gliderssh.Context) {
-	if !s.begin() {
-		newChan.Reject(gossh.ResourceShortage, "server shutting down")
+	sess := s.openSession(conn, newChan, ctx)
+	if sess == nil {
 		return
 	}
-	defer s.active.Done()
+	var status uint32
+	if sess.sio.setup.command != "" {
+		status = s.runExec(sess.sio, sess.id, sess.reqs, sess.log)
+	} else {
+		status = s.chat(sess)
+	}
+	s.closeSession(sess, status)
+}
+
+// session is a session channel whose shell or command has started.
+type session struct {
+	sio   *sessionIO
+	id    identity
+	reqs  <-chan *gossh.Request
+	log   *slog.Logger
+	kind  string // for the metrics
+	start time.Time
+}
+
+// openSession accepts a session channel and waits for its shell or exec
+// request; it returns nil, having undone what it did, if the session does
+// not start. closeSession ends a session it returned.
+func (s *Server) openSession(conn *gossh.ServerConn, newChan gossh.NewChannel, ctx gliderssh.Context) *session {
+	if !s.begin() {
+		newChan.Reject(gossh.ResourceShortage, "server shutting down")
+		return nil
+	}
+	started := false
+	defer func() {
+		if !started {
+			s.active.Done()
+		}
+	}()
 	tc := connOf(ctx)
 	id, err := identityOf(conn)
 	if err != nil || tc == nil {
 		newChan.Reject(gossh.Prohibited, "not authenticated")
-		return
+		return nil
 	}
 	if !tc.openSession(s.cfg.MaxSessionsPerConn) {
 		newChan.Reject(gossh.ResourceShortage, fmt.Sprintf("at most %d sessions per connection", s.cfg.MaxSessionsPerConn))
-		return
+		return nil
 	}
-	defer tc.closeSession()
+	defer func() {
+		if !started {
+			tc.closeSession()
+		}
+	}()
 	ch, reqs, err := newChan.Accept()
 	if err != nil {
-		return
+		return nil
 	}
-	defer ch.Close()
 	setup, ok := s.awaitShell(ctx, ch, reqs)
 	if !ok {
 		go gossh.DiscardRequests(reqs)
-		return
+		ch.Close()
+		return nil
 	}
+	started = true
 	tc.startChat()
-	defer tc.endChat()
 
 	pub, _ := gossh.ParsePublicKey([]byte(id.key))
 	log := s.log.With("user", id.name, "key", gossh.FingerprintSHA256(pub), "remote", conn.RemoteAddr().String())
@@ -150,17 +194,19 @@ func (s *Server) handleSession(_ *gliderssh.Server, conn *gossh.ServerConn, newC
 		kind = kindTerminal
 	}
 	s.metrics.session(kind, 1)
-	defer s.metrics.session(kind, -1)
-	start := time.Now()
 	sio := newSessionIO(s, ch, tc, setup, id.name, log)
-	var status uint32
-	if setup.command != "" {
-		status = s.runExec(sio, id, reqs, log)
-	} else {
-		status = s.chat(sio, id, reqs, log)
-	}
-	log.Info("logout", "after", time.Since(start).Round(time.Second).String())
-	sendExitStatus(ch, status)
+	return &session{sio: sio, id: id, reqs: reqs, log: log, kind: kind, start: time.Now()}
+}
+
+// closeSession ends a session that openSession started, with status.
+func (s *Server) closeSession(sess *session, status uint32) {
+	sess.log.Info("logout", "after", time.Since(sess.start).Round(time.Second).String())
+	sendExitStatus(sess.sio.ch, status)
+	s.metrics.session(sess.kind, -1)
+	sess.sio.conn.endChat()
+	sess.sio.ch.Close()
+	sess.sio.conn.closeSession()
+	s.active.Done()
 }
 
 // sendExitStatus tells the client the session's exit status.
@@ -259,25 +305,38 @@ func (sio *sessionIO) answerRequests(reqs <-chan *gossh.Request, log *slog.Logge
 
 // chat runs one session in the room until the user leaves or is
 // disconnected, and returns the session's exit status: gopl's handleConn.
-func (s *Server) chat(sio *sessionIO, id identity, reqs <-chan *gossh.Request, log *slog.Logger) uint32 {
-	cli := &client{name: id.name, key: id.key, out: make(chan *event, s.cfg.QueueLen)}
-	go sio.answerRequests(reqs, log)
-	written := s.startWriter(cli, sio, log)
-	defer func() {
-		<-written
-		sio.wd.stop()
-		if sio.unacknowledged != nil {
-			sio.unacknowledged.Stop()
-		}
-	}()
+func (s *Server) chat(sess *session) uint32 {
+	cli, written, entered := s.enterChat(sess)
+	if entered {
+		s.readLines(cli, sess.sio)
+		s.room.leave(cli)
+	}
+	return leaveChat(cli, sess.sio, written)
+}
+
+// enterChat starts the session's request handler and writer and enters the
+// room, reporting whether the room let the client in. The returned channel
+// is closed when the writer is done.
+func (s *Server) enterChat(sess *session) (*client, <-chan struct{}, bool) {
+	cli := &client{name: sess.id.name, key: sess.id.key, out: make(chan *event, s.cfg.QueueLen)}
+	go sess.sio.answerRequests(sess.reqs, sess.log)
+	written := s.startWriter(cli, sess.sio, sess.log)
 	if !s.room.enter(cli) {
 		cli.hangup = hangup{notice: "The server is shutting down.", closeConn: true}
 		close(cli.out)
-		return 1
+		return cli, written, false
 	}
-	s.readLines(cli, sio)
-	s.room.leave(cli)
+	return cli, written, true
+}
+
+// leaveChat waits for the writer of a client the room has let go, and
+// returns the session's exit status.
+func leaveChat(cli *client, sio *sessionIO, written <-chan struct{}) uint32 {
 	<-written
+	sio.wd.stop()
+	if sio.unacknowledged != nil {
+		sio.unacknowledged.Stop()
+	}
 	if cli.hangup.notice != "" {
 		return 1
 	}
@@ -323,70 +382,91 @@ func (s *Server) startWriter(cli *client, sio *sessionIO, log *slog.Logger) <-ch
 }
 
 // readLines forwards what the user types to the room until the input ends,
-// the user quits or the room stops. Pasted lines go at the rate limit
-// (room.reserve), and so does the line typed right after a paste, which
-// would otherwise find the rate used up; what a paste holds beyond
-// maxPasteWait is not sent, and the user is told how many lines that was.
+// the user quits or the room stops. It waits for input under the session's
+// reader's shallowest frames (see handleSession); lines are handled by
+// forward.
 func (s *Server) readLines(cli *client, sio *sessionIO) {
-	unsent := 0         // of the current paste
-	afterPaste := false // the previous line was pasted
-	var idle *time.Timer
-	if s.cfg.IdleTimeout > 0 {
-		idle = time.AfterFunc(s.cfg.IdleTimeout, func() {
-			s.room.kick(cli, hangup{notice: fmt.Sprintf("Disconnected after %s without a message.", s.cfg.IdleTimeout)})
-		})
-		defer idle.Stop()
-	}
+	rd := reading{idle: s.idleTimer(cli)}
 	for {
 		line, err := sio.lines.ReadLine()
-		pasted := errors.Is(err, errPasted)
-		pace := pasted || afterPaste
-		afterPaste = pasted
-		if pasted {
-			err = nil
-		} else if unsent > 0 {
-			s.room.say(message{from: cli, notice: fmt.Sprintf("%d pasted %s not sent: a paste goes out at the rate limit, for %s at most.", unsent, plural(uint64(unsent), "line was", "lines were"), maxPasteWait)})
-			unsent = 0
-		}
-		msg := message{from: cli}
-		switch {
-		case errors.Is(err, errLineTooLong):
-			msg.notice = lineTooLongNotice(s.cfg.MaxLine)
-		case err != nil:
-			return
-		default:
-			if idle != nil {
-				idle.Reset(s.cfg.IdleTimeout)
-			}
-			msg.text = strings.TrimSpace(Sanitize(line))
-			if msg.text == "/quit" {
-				return
-			}
-			if msg.text == "" {
-				continue
-			}
-			if pasted && unsent > 0 {
-				unsent++
-				continue
-			}
-			if pace {
-				wait, ok := s.room.reserve(cli)
-				switch {
-				case ok:
-					if !sio.sleep(wait) {
-						return
-					}
-					msg.paced = true
-				case pasted:
-					unsent++
-					continue
-				}
-			}
-		}
-		if !s.room.say(msg) {
-			return
+		if !s.forward(cli, sio, &rd, line, err) {
+			break
 		}
 	}
+	if rd.idle != nil {
+		rd.idle.Stop()
+	}
+}
+
+// idleTimer returns a timer that disconnects cli after the idle timeout,
+// or nil if there is none.
+func (s *Server) idleTimer(cli *client) *time.Timer {
+	if s.cfg.IdleTimeout <= 0 {
+		return nil
+	}
+	return time.AfterFunc(s.cfg.IdleTimeout, func() {
+		s.room.kick(cli, hangup{notice: fmt.Sprintf("Disconnected after %s without a message.", s.cfg.IdleTimeout)})
+	})
+}
+
+// reading is what readLines remembers from one line to the next.
+type reading struct {
+	unsent     int  // lines of the current paste not sent
+	afterPaste bool // the previous line was pasted
+	idle       *time.Timer
+}
+
+// forward handles one line read, or the reader's error, and reports whether
+// to read on. Pasted lines go at the rate limit (room.reserve), and so does
+// the line typed right after a paste, which would otherwise find the rate
+// used up; what a paste holds beyond maxPasteWait is not sent, and the user
+// is told how many lines that was.
+func (s *Server) forward(cli *client, sio *sessionIO, rd *reading, line string, err error) bool {
+	pasted := errors.Is(err, errPasted)
+	pace := pasted || rd.afterPaste
+	rd.afterPaste = pasted
+	if pasted {
+		err = nil
+	} else if rd.unsent > 0 {
+		s.room.say(message{from: cli, notice: fmt.Sprintf("%d pasted %s not sent: a paste goes out at the rate limit, for %s at most.", rd.unsent, plural(uint64(rd.unsent), "line was", "lines were"), maxPasteWait)})
+		rd.unsent = 0
+	}
+	msg := message{from: cli}
+	switch {
+	case errors.Is(err, errLineTooLong):
+		msg.notice = lineTooLongNotice(s.cfg.MaxLine)
+	case err != nil:
+		return false
+	default:
+		if rd.idle != nil {
+			rd.idle.Reset(s.cfg.IdleTimeout)
+		}
+		msg.text = strings.TrimSpace(Sanitize(line))
+		if msg.text == "/quit" {
+			return false
+		}
+		if msg.text == "" {
+			return true
+		}
+		if pasted && rd.unsent > 0 {
+			rd.unsent++
+			return true
+		}
+		if pace {
+			wait, ok := s.room.reserve(cli)
+			switch {
+			case ok:
+				if !sio.sleep(wait) {
+					return false
+				}
+				msg.paced = true
+			case pasted:
+				rd.unsent++
+				return true
+			}
+		}
+	}
+	return s.room.say(msg)
 }
 
 // sleep waits for d, reporting false if the session ended meanwhile.

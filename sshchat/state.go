@@ -3,7 +3,6 @@ package sshchat
 import (
 	"fmt"
 	"log/slog"
-	"slices"
 	"strings"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 type state struct {
 	clients map[*client]struct{}
 	users   map[string]*user // by name: everyone online, and who left lately
+	online  onlineSet        // everyone in the room, here or on another node
 	dropped []dropRequest    // clients to drop once the current fan-out ends
 	closed  bool
 	queued  int // events queued since the last count, for metrics
@@ -142,7 +142,7 @@ func (st *state) admit(cli *client, u *user) (why hangup, ok bool) {
 		}
 	}
 	switch {
-	case st.opts.maxPerUser > 0 && u.sessions+u.quiet >= st.opts.maxPerUser:
+	case st.opts.maxPerUser > 0 && u.sessions+u.quiet+st.sessionsElsewhere(name) >= st.opts.maxPerUser:
 		return hangup{notice: fmt.Sprintf("Too many sessions for %s (at most %d).", name, st.opts.maxPerUser)}, false
 	case u.starts != nil && !u.starts.Allow():
 		return hangup{notice: fmt.Sprintf("Too many new sessions for %s; wait a few seconds and try again.", name)}, false
@@ -163,6 +163,7 @@ func (st *state) join(cli *client) {
 		return
 	}
 	if u.sessions++; u.sessions == 1 {
+		st.online.add(cli.name)
 		st.opts.metrics.userOnline(1)
 		u.lastActive = st.now()
 		u.announced = u.announces.Allow()
@@ -170,6 +171,8 @@ func (st *state) join(cli *client) {
 			st.announcePresence(eventJoin, cli.name)
 		}
 		st.tellPeers(PeerEvent{Kind: PeerJoin, From: cli.name, Announce: u.announced})
+	} else {
+		st.tellPeers(PeerEvent{Kind: PeerCount, From: cli.name, Count: u.sessions})
 	}
 	st.clients[cli] = struct{}{}
 	st.welcome(cli)
@@ -199,11 +202,14 @@ func (st *state) remove(cli *client, why hangup) {
 		return
 	}
 	if u.sessions--; u.sessions == 0 {
+		st.online.remove(cli.name)
 		st.opts.metrics.userOnline(-1)
 		u.leftAt, u.away, u.replyTo = st.now(), "", ""
 		st.left(cli.name, u.leftAt)
 		st.tellPeers(PeerEvent{Kind: PeerLeave, From: cli.name, Announce: u.announced})
 		st.tellLeft(cli.name)
+	} else {
+		st.tellPeers(PeerEvent{Kind: PeerCount, From: cli.name, Count: u.sessions})
 	}
 }
 
@@ -370,24 +376,9 @@ func (st *state) newEvent(kind eventKind, from, text string) *event {
 }
 
 // onlineNames returns the names of users with a session, here or on
-// another node, sorted.
-func (st *state) onlineNames() []string {
-	names := make([]string, 0, len(st.users))
-	for name, u := range st.users {
-		if u.sessions > 0 {
-			names = append(names, name)
-		}
-	}
-	for _, n := range st.peers {
-		for name := range n.users {
-			if u := st.users[name]; u == nil || u.sessions == 0 {
-				names = append(names, name)
-			}
-		}
-	}
-	slices.Sort(names)
-	return slices.Compact(names)
-}
+// another node, sorted. The slice changes as they come and go: copy it to
+// keep it.
+func (st *state) onlineNames() []string { return st.online.names() }
 
 // post publishes text from a quiet client, saying why not if it may not.
 func (st *state) post(cli *client, text string) (why string) {

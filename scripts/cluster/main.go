@@ -5,6 +5,7 @@
 //
 //	go run ./scripts/cluster                   # from the repository root
 //	go run ./scripts/cluster -keys keys/allowed_keys -dir data/cluster
+//	go run ./scripts/cluster -- -rate 0        # flags after -- go to every node
 //
 // Each node logs to DIR/nodeN.log and keeps its data in DIR/nodeN.
 package main
@@ -41,7 +42,12 @@ func run() error {
 	basePort := flag.Int("port", 2222, "SSH `port` of the first node; the others follow")
 	nodes := flag.Int("nodes", 3, "how many nodes")
 	natsPort := flag.Int("nats-port", 4222, "NATS client `port`")
+	flag.Usage = func() {
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./scripts/cluster [flags] [-- sshchat serve flags for every node]\n")
+		flag.PrintDefaults()
+	}
 	flag.Parse()
+	nodeFlags := flag.Args()
 
 	if err := os.MkdirAll(*dir, 0o700); err != nil {
 		return err
@@ -101,6 +107,7 @@ func run() error {
 			"-addr", net.JoinHostPort("127.0.0.1", strconv.Itoa(*basePort+i)),
 			"-nats", natsURL, "-node", name, "-data", data,
 			"-host-key", hostKey, "-keys", *allowed, "-ops", filepath.Join(filepath.Dir(*allowed), "ops"))
+		cmd.Args = append(cmd.Args, nodeFlags...)
 		cmd.Stdout, cmd.Stderr = logFile, logFile
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // Ctrl-C reaches this program, which stops them
 		if err := cmd.Start(); err != nil {

@@ -20,11 +20,15 @@ const connectTimeout = 15 * time.Second
 
 // shared is what every client of one run reads.
 type shared struct {
-	senders  map[string]int // sender name → sender index; read-only
-	maxSeq   uint64         // no sender sends a higher sequence number
-	term     string         // the TERM of a PTY session; "" for line mode
-	sending  atomic.Bool    // the sending phase has begun
-	stopping atomic.Bool    // the run is closing its connections
+	senders map[string]int // sender name → sender index; read-only
+	// senderAddr is the address each sender is connected to, by index,
+	// when there are several: a delivery between two of them is
+	// cross-node. nil with one address.
+	senderAddr []string
+	maxSeq     uint64      // no sender sends a higher sequence number
+	term       string      // the TERM of a PTY session; "" for line mode
+	sending    atomic.Bool // the sending phase has begun
+	stopping   atomic.Bool // the run is closing its connections
 }
 
 // ptyWidth and ptyHeight are the window a PTY client asks for: the classic
@@ -59,6 +63,7 @@ type client struct {
 	prompt []byte     // PTY sessions: "[name] ", which starts the echo of what this client typed
 
 	latency    histogram  // µs
+	crossNode  histogram  // µs, of deliveries from a sender on another address
 	seen       [][]uint64 // seen[sender] bit seq: delivered
 	dups       int64
 	selfEchoes int64
@@ -249,7 +254,11 @@ func (c *client) handle(line []byte, now time.Time) {
 		return
 	}
 	c.seen[s][word] |= 1 << bit
-	c.latency.record(uint64(max(now.UnixNano()-sent, 0) / 1e3))
+	us := uint64(max(now.UnixNano()-sent, 0) / 1e3)
+	c.latency.record(us)
+	if c.run.senderAddr != nil && c.run.senderAddr[s] != c.addr {
+		c.crossNode.record(us)
+	}
 	c.delivered.Add(1)
 }
 

@@ -142,6 +142,9 @@ func newLoadRun(cfg config, log io.Writer) *loadRun {
 	}
 	for i := range cfg.senders {
 		r.shared.senders[cfg.keys[i].name] = i
+		if len(cfg.addrs) > 1 {
+			r.shared.senderAddr = append(r.shared.senderAddr, addrFor(cfg.addrs, i))
+		}
 	}
 	if cfg.pid > 0 {
 		r.srv = newProbe(strconv.Itoa(cfg.pid))
@@ -316,7 +319,7 @@ func (r *loadRun) tallyReceived() {
 	rep.Send.Sent = r.sent
 	rep.Send.Expected = r.sent * uint64(len(r.connected)-1)
 	rep.Send.WallSeconds = r.sendWall.Seconds()
-	var lat histogram
+	var lat, cross histogram
 	var samples []string
 	var disconnects tally
 	for _, c := range r.connected {
@@ -324,6 +327,7 @@ func (r *loadRun) tallyReceived() {
 			rep.Send.Delivered += c.deliveredBelow(r.shared.senders[s.name], s.sent)
 		}
 		lat.merge(&c.latency)
+		cross.merge(&c.crossNode)
 		rep.Send.Duplicates += c.dups
 		rep.Send.Foreign += c.foreign
 		rep.Send.SelfEchoes += c.selfEchoes
@@ -346,12 +350,10 @@ func (r *loadRun) tallyReceived() {
 	if r.sendWall > 0 {
 		rep.Send.DeliveriesPerSec = float64(rep.Send.Delivered) / r.sendWall.Seconds()
 	}
-	rep.Latency = latencyReport{
-		Count: lat.total,
-		P50:   msec(lat.percentile(50)),
-		P95:   msec(lat.percentile(95)),
-		P99:   msec(lat.percentile(99)),
-		Max:   msec(lat.max),
+	rep.Latency = newLatencyReport(&lat)
+	if r.shared.senderAddr != nil {
+		cr := newLatencyReport(&cross)
+		rep.CrossNode = &cr
 	}
 	rep.Server = r.srv.report(rep, rep.Send.Delivered)
 	rep.Tool = r.self.toolReport(rep.Send.Delivered)

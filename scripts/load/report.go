@@ -20,6 +20,7 @@ type report struct {
 	Connect     connectReport    `json:"connect"`
 	Send        sendReport       `json:"send"`
 	Latency     latencyReport    `json:"latency_ms"`
+	CrossNode   *latencyReport   `json:"cross_node_latency_ms,omitempty"` // with several -addr: between clients of different addresses
 	Disconnects disconnectReport `json:"disconnects"`
 	Attack      *attackReport    `json:"attack,omitempty"`
 	Server      *serverReport    `json:"server,omitempty"`
@@ -62,6 +63,16 @@ type latencyReport struct {
 	P95   float64 `json:"p95"`
 	P99   float64 `json:"p99"`
 	Max   float64 `json:"max"`
+}
+
+func newLatencyReport(h *histogram) latencyReport {
+	return latencyReport{
+		Count: h.total,
+		P50:   msec(h.percentile(50)),
+		P95:   msec(h.percentile(95)),
+		P99:   msec(h.percentile(99)),
+		Max:   msec(h.max),
+	}
 }
 
 type disconnectReport struct {
@@ -166,6 +177,9 @@ func (r *report) writeSummary(w io.Writer) {
 	p("throughput    %.0f deliveries/s over %.2fs of sending (+%.2fs drain)", s.DeliveriesPerSec, s.WallSeconds, s.DrainSeconds)
 	l := r.Latency
 	p("latency ms    p50 %.2f  p95 %.2f  p99 %.2f  max %.2f", l.P50, l.P95, l.P99, l.Max)
+	if c := r.CrossNode; c != nil {
+		p("  cross-node  p50 %.2f  p95 %.2f  p99 %.2f  max %.2f  (%d deliveries)", c.P50, c.P95, c.P99, c.Max, c.Count)
+	}
 	d := r.Disconnects
 	p("disconnects   %d, %d of them before sending (%d 'has left' and %d other unexpected lines while sending)", d.Count, d.BeforeSending, d.Leaves, d.OtherLines)
 	list(d.Samples)
