@@ -62,13 +62,14 @@ type serveOptions struct {
 	nats       string
 	natsCreds  string
 	natsPrefix string
+	natsLimits cluster.Options // QueueLen, HoldLen, OrderWait
 	node       string
 }
 
 // positiveFlags are the numeric flags that must be more than 0. Every other
 // numeric flag may be 0, which often means unlimited, but none may be
 // negative.
-var positiveFlags = []string{"max-line", "queue", "max-auth-tries", "login-grace", "write-timeout"}
+var positiveFlags = []string{"max-line", "queue", "max-auth-tries", "login-grace", "write-timeout", "nats-queue", "nats-hold", "nats-order-wait"}
 
 // metricsShutdownGrace is how long a scrape in progress may take to finish
 // once the chat server has shut down.
@@ -85,6 +86,7 @@ func defaultServeOptions() serveOptions {
 		shutdownGrace: 5 * time.Second,
 		chat:          sshchat.DefaultConfig(),
 		natsPrefix:    cluster.DefaultPrefix,
+		natsLimits:    cluster.Options{QueueLen: cluster.DefaultQueueLen, HoldLen: cluster.DefaultHoldLen, OrderWait: cluster.DefaultOrderWait},
 		node:          hostName(),
 	}
 }
@@ -135,6 +137,9 @@ func serveFlags(o *serveOptions) *flag.FlagSet {
 	fs.StringVar(&o.nats, "nats", o.nats, "join a cluster of nodes sharing one room through these NATS server `URLs`, comma-separated (off if empty)")
 	fs.StringVar(&o.natsCreds, "nats-creds", o.natsCreds, "NATS credentials `file` (none if empty)")
 	fs.StringVar(&o.natsPrefix, "nats-subject-prefix", o.natsPrefix, "`prefix` of the NATS subjects and JetStream buckets of this cluster")
+	fs.IntVar(&o.natsLimits.QueueLen, "nats-queue", o.natsLimits.QueueLen, "messages to the other nodes waiting to be sent to NATS before more are dropped")
+	fs.IntVar(&o.natsLimits.HoldLen, "nats-hold", o.natsLimits.HoldLen, "messages from other nodes held back, waiting for lines sent before them, before the oldest goes out of order")
+	fs.DurationVar(&o.natsLimits.OrderWait, "nats-order-wait", o.natsLimits.OrderWait, "longest a message from another node is held back waiting for the lines sent before it; under half of -node-ttl")
 	fs.StringVar(&o.node, "node", o.node, "this node's `name` in the cluster, unique among its nodes")
 	fs.DurationVar(&c.PeerTTL, "node-ttl", c.PeerTTL, "how long a node may stay silent before the others take its users as gone")
 	fs.VisitAll(func(f *flag.Flag) { f.Usage += " (env " + envVar(f.Name) + ")" })
@@ -198,7 +203,23 @@ func parseServeFlags(fs *flag.FlagSet, args []string, getenv func(string) string
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
-	return checkNumbers(fs)
+	if err := checkNumbers(fs); err != nil {
+		return err
+	}
+	return checkOrderWait(fs)
+}
+
+// checkOrderWait refuses an order wait that is not well under the node
+// TTL: a node's rosters, its heartbeat, may be held that long, and the
+// other nodes would take it as gone.
+func checkOrderWait(fs *flag.FlagSet) error {
+	wait := fs.Lookup("nats-order-wait").Value.(flag.Getter).Get().(time.Duration)
+	ttl := fs.Lookup("node-ttl").Value.(flag.Getter).Get().(time.Duration)
+	if 2*wait >= ttl {
+		return fmt.Errorf("-nats-order-wait (env %s) is %s: it must be under half of -node-ttl (env %s), %s: rosters, the nodes' heartbeat, may wait that long",
+			envVar("nats-order-wait"), wait, envVar("node-ttl"), ttl)
+	}
+	return nil
 }
 
 // checkNumbers refuses a numeric flag that is negative, not finite, or 0
@@ -424,7 +445,8 @@ func serve(ctx context.Context, o serveOptions, reload <-chan struct{}, log *slo
 	var link *cluster.Link
 	var shared *cluster.SharedSanctions
 	if o.nats != "" {
-		link, err = cluster.Dial(cluster.Options{URLs: o.nats, CredsFile: o.natsCreds, Node: o.node, Prefix: o.natsPrefix, HistoryKeep: cfg.HistoryKeep, Logger: log})
+		link, err = cluster.Dial(cluster.Options{URLs: o.nats, CredsFile: o.natsCreds, Node: o.node, Prefix: o.natsPrefix,
+			QueueLen: o.natsLimits.QueueLen, HoldLen: o.natsLimits.HoldLen, OrderWait: o.natsLimits.OrderWait, HistoryKeep: cfg.HistoryKeep, Logger: log})
 		if err != nil {
 			return err
 		}

@@ -46,6 +46,10 @@ func TestServeFlagsAndEnv(t *testing.T) {
 		{"metrics from env", nil, map[string]string{"SSHCHAT_METRICS": "127.0.0.1:9222"}, func(o serveOptions) any { return o.metricsAddr }, "127.0.0.1:9222"},
 		{"ops and data from env", nil, map[string]string{"SSHCHAT_OPS": "/etc/ops", "SSHCHAT_DATA": "/var/d"}, func(o serveOptions) any { return o.ops + " " + o.data }, "/etc/ops /var/d"},
 		{"empty env is unset", nil, map[string]string{"SSHCHAT_QUEUE": ""}, func(o serveOptions) any { return o.chat.QueueLen }, 256},
+		{"cluster limits from env", nil, map[string]string{"SSHCHAT_NATS_QUEUE": "10", "SSHCHAT_NATS_HOLD": "20", "SSHCHAT_NATS_ORDER_WAIT": "1s"},
+			func(o serveOptions) any {
+				return [3]any{o.natsLimits.QueueLen, o.natsLimits.HoldLen, o.natsLimits.OrderWait}
+			}, [3]any{10, 20, time.Second}},
 		{"flag beats env", []string{"-max-line", "100"}, map[string]string{"SSHCHAT_MAX_LINE": "200"}, func(o serveOptions) any { return o.chat.MaxLine }, 100},
 		{"false flag beats true env", []string{"-debug=false"}, map[string]string{"SSHCHAT_DEBUG": "true"}, func(o serveOptions) any { return o.debug }, false},
 		{"bad env ignored when the flag is given", []string{"-max-line=100"}, map[string]string{"SSHCHAT_MAX_LINE": "lots"}, func(o serveOptions) any { return o.chat.MaxLine }, 100},
@@ -74,6 +78,9 @@ func TestServeFlagErrors(t *testing.T) {
 		{nil, map[string]string{"SSHCHAT_MAX_AUTH_TRIES": "0"}, "-max-auth-tries (env SSHCHAT_MAX_AUTH_TRIES) is 0: it must be more than 0"},
 		{[]string{"-max-auth-tries", "-1"}, nil, "-max-auth-tries (env SSHCHAT_MAX_AUTH_TRIES) is -1: it must be more than 0"},
 		{[]string{"-queue", "0"}, nil, "-queue (env SSHCHAT_QUEUE) is 0: it must be more than 0"},
+		{[]string{"-nats-hold", "0"}, nil, "-nats-hold (env SSHCHAT_NATS_HOLD) is 0: it must be more than 0"},
+		{[]string{"-nats-order-wait", "5s"}, nil, "-nats-order-wait (env SSHCHAT_NATS_ORDER_WAIT) is 5s: it must be under half of -node-ttl (env SSHCHAT_NODE_TTL), 10s: rosters, the nodes' heartbeat, may wait that long"},
+		{[]string{"-node-ttl", "3s"}, nil, "-nats-order-wait (env SSHCHAT_NATS_ORDER_WAIT) is 2s: it must be under half of -node-ttl (env SSHCHAT_NODE_TTL), 3s: rosters, the nodes' heartbeat, may wait that long"},
 		{[]string{"-login-grace", "0s"}, nil, "-login-grace (env SSHCHAT_LOGIN_GRACE) is 0s: it must be more than 0"},
 		{[]string{"-max-conns", "-1"}, nil, "-max-conns (env SSHCHAT_MAX_CONNS) is -1: it must not be negative"},
 		{[]string{"-idle-timeout", "-1s"}, nil, "-idle-timeout (env SSHCHAT_IDLE_TIMEOUT) is -1s: it must not be negative"},

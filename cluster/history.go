@@ -2,12 +2,12 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -29,13 +29,15 @@ const catchUpWait = 10 * time.Second
 
 // historyFollower reads the shared history into the room.
 type historyFollower struct {
-	link     *Link
-	order    *orderer // told of each line handed over
-	consumer jetstream.ConsumeContext
+	link  *Link
+	room  Room
+	order *orderer // told of each line handed over
+	js    nats.JetStreamContext
+	msgs  chan *nats.Msg
+	sub   *nats.Subscription // the receiver's
 
-	handled  atomic.Uint64 // stream position of the last message read
+	handled  uint64        // stream position of the last message read; the receiver's
 	target   uint64        // what the stream held at start
-	once     sync.Once
 	caughtUp chan struct{} // closed once handled reaches target
 }
 
@@ -44,17 +46,20 @@ func (l *Link) historyStream() string {
 	return strings.ReplaceAll(l.prefix, ".", "_") + "_history"
 }
 
-// followHistory opens (creating it if need be) the shared history and
-// hands the room what it holds after the room's position, then what
-// arrives, until Close. It waits, up to catchUpWait, for what it held at
-// the start to be handed over.
-func (l *Link) followHistory(room Room) (*historyFollower, error) {
+// followHistory opens (creating it if need be) the shared history and has
+// the receiver hand the room what it holds after the room's position, then what
+// arrives, until Close. The lines come through msgs, the channel of the
+// presence and private subscriptions, and receiver hands the room
+// everything in the order the connection brought it (see order.go). It
+// waits, up to catchUpWait, for what the stream held at the start to be
+// handed over.
+func (l *Link) followHistory(room Room, msgs chan *nats.Msg) error {
 	name := l.historyStream()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*flushTimeout)
 	defer cancel()
 	js, err := jetstream.New(l.nc)
 	if err != nil {
-		return nil, fmt.Errorf("cluster: shared history: %w", err)
+		return fmt.Errorf("cluster: shared history: %w", err)
 	}
 	stream, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        name,
@@ -66,15 +71,15 @@ func (l *Link) followHistory(room Room) (*historyFollower, error) {
 		Discard:     jetstream.DiscardOld,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("cluster: shared history stream %s (is JetStream enabled on the NATS server?): %w", name, err)
+		return fmt.Errorf("cluster: shared history stream %s (is JetStream enabled on the NATS server?): %w", name, err)
 	}
 	info, err := stream.Info(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("cluster: shared history stream %s: %w", name, err)
+		return fmt.Errorf("cluster: shared history stream %s: %w", name, err)
 	}
 	pos, err := room.SharedHistory(name)
 	if err != nil {
-		return nil, fmt.Errorf("cluster: shared history: %w", err)
+		return fmt.Errorf("cluster: shared history: %w", err)
 	}
 	last := info.State.LastSeq
 	if pos > last {
@@ -85,75 +90,93 @@ func (l *Link) followHistory(room Room) (*historyFollower, error) {
 	} else if first := info.State.FirstSeq; info.State.Msgs > 0 && pos+1 < first {
 		l.log.Warn("cluster: lines of the shared history expired before this node copied them", "stream", name, "missed", first-pos-1)
 	}
-	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
-	if pos > 0 {
-		cfg = jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: pos + 1}
-	}
-	consumer, err := js.OrderedConsumer(ctx, name, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("cluster: reading the shared history %s: %w", name, err)
-	}
 	l.mu.Lock()
 	order := l.order
 	l.mu.Unlock()
-	f := &historyFollower{link: l, order: order, target: last, caughtUp: make(chan struct{})}
-	f.handled.Store(pos)
+	f := &historyFollower{link: l, room: room, order: order, msgs: msgs, handled: pos, target: last, caughtUp: make(chan struct{})}
 	if pos >= last {
-		f.once.Do(func() { close(f.caughtUp) })
+		close(f.caughtUp)
 	}
-	f.consumer, err = consumer.Consume(func(m jetstream.Msg) { f.receive(m, room) },
-		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-			l.log.Info("cluster: reading the shared history", "err", err)
-		}))
-	if err != nil {
-		return nil, fmt.Errorf("cluster: reading the shared history %s: %w", name, err)
+	// The JetStream API of nats.go that delivers into a channel: the
+	// jetstream package hands messages to a callback on a goroutine of
+	// its own, which a presence message that came before could not be
+	// kept in order with.
+	if f.js, err = l.nc.JetStream(); err != nil {
+		return fmt.Errorf("cluster: shared history: %w", err)
 	}
+	if err := f.subscribe(); err != nil {
+		return err
+	}
+	l.startReceiver(msgs, f)
 	select {
 	case <-f.caughtUp:
 		l.log.Info("cluster: shared history copied", "stream", name, "from", pos+1, "to", last)
 	case <-time.After(catchUpWait):
-		l.log.Warn("cluster: still copying the shared history; serving meanwhile", "stream", name, "position", f.handled.Load(), "to", last)
+		l.log.Warn("cluster: still copying the shared history; serving meanwhile", "stream", name, "to", last)
 	}
-	return f, nil
+	return nil
+}
+
+// subscribe reads the shared history into the channel from the position
+// after the last one handled.
+func (f *historyFollower) subscribe() error {
+	start := nats.DeliverAll()
+	if f.handled > 0 {
+		start = nats.StartSequence(f.handled + 1)
+	}
+	name := f.link.historyStream()
+	sub, err := f.js.ChanSubscribe(f.link.subject("room"), f.msgs, nats.BindStream(name), nats.OrderedConsumer(), start)
+	if err != nil {
+		return fmt.Errorf("cluster: reading the shared history %s: %w", name, err)
+	}
+	f.sub = sub
+	return nil
+}
+
+// resubscribe reads the shared history again from where the receiver has
+// reached, after a reconnect: the server may have forgotten the reader
+// (it restarted, or the link was down long enough), and a reader that
+// delivers into a channel does not notice. What the former reader had
+// put in the channel is dropped, and comes again. Only the receiver calls
+// it; it returns false if the reader could not be made.
+func (f *historyFollower) resubscribe() bool {
+	if err := f.sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrBadSubscription) {
+		f.link.log.Debug("cluster: leaving the former reader of the shared history", "err", err)
+	}
+	if err := f.subscribe(); err != nil {
+		f.link.log.Warn("cluster: reading the shared history again after a reconnect failed; trying again", "err", err)
+		return false
+	}
+	return true
 }
 
 // receive hands the room one message of the shared history, unless this
-// node sent it.
-func (f *historyFollower) receive(m jetstream.Msg, room Room) {
+// node sent it. Only the receiver calls it.
+func (f *historyFollower) receive(m *nats.Msg) {
 	meta, err := m.Metadata()
 	if err != nil {
 		f.link.log.Warn("cluster: shared history message without metadata dropped", "err", err)
 		return
 	}
 	defer f.handledUpTo(meta.Sequence.Stream)
-	data := m.Data()
-	ev, after, err := decode(data)
+	ev, after, err := decode(m.Data)
 	if err != nil {
-		f.link.log.Warn("cluster: malformed message in the shared history dropped", "position", meta.Sequence.Stream, "bytes", len(data), "err", err)
+		f.link.log.Warn("cluster: malformed message in the shared history dropped", "position", meta.Sequence.Stream, "bytes", len(m.Data), "err", err)
 		return
 	}
 	if ev.Node == f.link.node {
 		return // stored as it was said
 	}
 	ev.Stream, ev.At = meta.Sequence.Stream, meta.Timestamp
-	room.FromPeer(ev)
+	f.room.FromPeer(ev)
 	// Before the next line: what the node sent after this one comes now.
 	f.order.streamed(ev.Node, ev.Boot, after)
 }
 
 func (f *historyFollower) handledUpTo(pos uint64) {
-	f.handled.Store(pos)
-	if pos >= f.target {
-		f.once.Do(func() { close(f.caughtUp) })
-	}
-}
-
-// stop stops reading and waits for the message being handed over.
-func (f *historyFollower) stop() {
-	f.consumer.Stop()
-	select {
-	case <-f.consumer.Closed():
-	case <-time.After(flushTimeout):
-		f.link.log.Warn("cluster: the shared history reader did not stop in time")
+	before := f.handled
+	f.handled = pos
+	if before < f.target && pos >= f.target {
+		close(f.caughtUp)
 	}
 }

@@ -121,13 +121,14 @@ type Link struct {
 	quit     chan struct{}
 	sent     chan struct{} // closed when the publisher has stopped
 
+	reconnected chan struct{} // the receiver is to read the shared history again
+
 	mu       sync.Mutex
 	room     Room     // nil until Start
 	order    *orderer // nil until Start
 	subs     []*nats.Subscription
 	received chan struct{} // closed when the receiver has stopped; nil until Start
-	history  *historyFollower
-	linkLost bool // the room was told, and has not been told it is back
+	linkLost bool          // the room was told, and has not been told it is back
 }
 
 // Dial connects to NATS and returns a Link that queues what is published
@@ -174,6 +175,8 @@ func Dial(o Options) (*Link, error) {
 		queue: make(chan sshchat.PeerEvent, o.QueueLen),
 		quit:  make(chan struct{}),
 		sent:  make(chan struct{}),
+
+		reconnected: make(chan struct{}, 1),
 	}
 	opts := []nats.Option{
 		nats.Name("sshchat " + o.Node),
@@ -185,7 +188,10 @@ func Dial(o Options) (*Link, error) {
 		nats.ReconnectBufSize(-1),
 		nats.NoEcho(),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { l.linkChanged(false, err) }),
-		nats.ReconnectHandler(func(*nats.Conn) { l.linkChanged(true, nil) }),
+		nats.ReconnectHandler(func(*nats.Conn) {
+			l.readHistoryAgain()
+			l.linkChanged(true, nil)
+		}),
 		nats.ConnectHandler(func(*nats.Conn) { l.log.Info("cluster: connected to NATS") }),
 		nats.ClosedHandler(func(*nats.Conn) { l.log.Info("cluster: NATS connection closed") }),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
@@ -216,7 +222,8 @@ func (l *Link) subject(name string) string { return l.prefix + "." + name }
 // first hands it what the shared history holds after the room's position
 // in it (waiting up to catchUpWait), so call it before serving users.
 func (l *Link) Start(room Room) error {
-	if err := l.subscribe(room); err != nil {
+	msgs, err := l.subscribe(room)
+	if err != nil {
 		return err
 	}
 	// Once the server has the subscriptions, nothing said from now on is
@@ -224,56 +231,88 @@ func (l *Link) Start(room Room) error {
 	if err := l.nc.FlushTimeout(flushTimeout); err != nil {
 		l.log.Warn("cluster: NATS not reachable yet; joining the others once it is", "err", err)
 	}
-	history, err := l.followHistory(room)
-	if err != nil {
+	if err := l.followHistory(room, msgs); err != nil {
 		return err
 	}
-	l.mu.Lock()
-	l.history = history
-	l.mu.Unlock()
 	l.log.Info("cluster: following the other nodes", "subjects", l.subjectsHelp(), "history", l.historyStream(), "boot", l.boot)
 	return nil
 }
 
-// receiveBuffer is how many presence and private messages may wait to be
-// handled before NATS drops them (and the link logs it as a slow consumer):
-// what a node says must not be lost to a brief burst.
+// receiveBuffer is how many messages may wait to be handled before NATS
+// drops them (and the link logs it as a slow consumer; a line of the
+// shared history is fetched again): what a node says must not be lost to
+// a brief burst.
 const receiveBuffer = 1 << 14
 
-// subscribe hands room the events of the other nodes but their public
-// lines, which come through the shared history (followHistory).
-func (l *Link) subscribe(room Room) error {
+// subscribe subscribes to the presence and private messages of the other
+// nodes and returns the channel they come in; their public lines come
+// through the shared history, in the same channel (followHistory).
+func (l *Link) subscribe(room Room) (chan *nats.Msg, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.room = room
 	l.order = newOrderer(room, l.orderWait, l.holdLen, l.log)
-	// One channel for both subjects, read by one goroutine: messages are
-	// handled in the order they came, which is the order each node sent
-	// them in.
+	// One channel for every subject, filled by the connection's reader in
+	// the order the messages came and read by one goroutine: they are
+	// handled in that order (see order.go).
 	msgs := make(chan *nats.Msg, receiveBuffer)
 	for _, name := range []string{"presence", "private"} {
 		sub, err := l.nc.ChanSubscribe(l.subject(name), msgs)
 		if err != nil {
-			return fmt.Errorf("cluster: subscribing to %s: %w", l.subject(name), err)
+			return nil, fmt.Errorf("cluster: subscribing to %s: %w", l.subject(name), err)
 		}
 		l.subs = append(l.subs, sub)
 	}
+	return msgs, nil
+}
+
+// startReceiver starts handing the room what comes in msgs, until Close.
+func (l *Link) startReceiver(msgs <-chan *nats.Msg, history *historyFollower) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	l.received = make(chan struct{})
-	go l.receiver(msgs, l.order, l.received)
-	return nil
+	go l.receiver(msgs, history, l.received)
 }
 
 // receiver handles the messages of the subscriptions, in order, until
 // Close.
-func (l *Link) receiver(msgs <-chan *nats.Msg, order *orderer, done chan<- struct{}) {
+func (l *Link) receiver(msgs <-chan *nats.Msg, history *historyFollower, done chan<- struct{}) {
 	defer close(done)
+	defer history.sub.Unsubscribe()
+	room := l.subject("room")
+	var retry *time.Timer
+	defer func() {
+		if retry != nil {
+			retry.Stop()
+		}
+	}()
 	for {
 		select {
 		case m := <-msgs:
-			l.receive(m, order)
+			switch {
+			case m.Subject != room:
+				l.receive(m, history.order)
+			case m.Sub == history.sub:
+				history.receive(m)
+			}
+			// Else from a former reader of the history: the current one
+			// brings it again.
+		case <-l.reconnected:
+			if !history.resubscribe() {
+				retry = time.AfterFunc(time.Second, l.readHistoryAgain)
+			}
 		case <-l.quit:
 			return
 		}
+	}
+}
+
+// readHistoryAgain has the receiver read the shared history again from
+// where it has reached.
+func (l *Link) readHistoryAgain() {
+	select {
+	case l.reconnected <- struct{}{}:
+	default: // already asked
 	}
 }
 
@@ -444,11 +483,8 @@ func (l *Link) Close() {
 	close(l.quit)
 	<-l.sent
 	l.mu.Lock()
-	subs, history, order, received := l.subs, l.history, l.order, l.received
+	subs, order, received := l.subs, l.order, l.received
 	l.mu.Unlock()
-	if history != nil {
-		history.stop()
-	}
 	for _, sub := range subs {
 		sub.Unsubscribe()
 	}
