@@ -18,10 +18,11 @@ import (
 // reads it through an ordered consumer from the position after the last
 // one its history holds (sshchat.Server.SharedHistory), so it copies what
 // was said on the other nodes while it was down or cut off, and skips what
-// it said itself, which it stored as it said it. The ordered consumer
-// starts again where it stopped after a reconnect, so nothing is handed to
-// the room twice. Messages older than Options.HistoryKeep are dropped from
-// the stream, as from each node's store.
+// it said itself, which it stored as it said it. After a reconnect the
+// node reads it again from the position after the last message it
+// handled, so nothing is handed to the room twice or missed. Messages
+// older than Options.HistoryKeep are dropped from the stream, as from each
+// node's store.
 
 // catchUpWait bounds how long Start waits for the node to copy what the
 // shared history holds before it lets the node serve its users.

@@ -24,11 +24,12 @@
 // that the broadcaster never waits on; NATS keeps one publisher's order,
 // so each sender's lines arrive in order everywhere. While the link is down
 // nothing is buffered: lines stay on their node and are not sent twice.
-// A subscription receives presence and private messages, and a JetStream
-// ordered consumer of PREFIX_history the lines; each message is checked for
-// size and shape and handed to the room, which checks and sanitises it
-// again. Lines and presence travel apart, so only the order of each
-// sender's lines is kept, not that of a line and a presence change.
+// Subscriptions to presence and private messages and a JetStream ordered
+// consumer of PREFIX_history, the lines, all deliver into one channel, which
+// one goroutine reads; each message is checked for size and shape and
+// handed to the room, which checks and sanitises it again. Each sender's
+// lines, presence changes and private messages reach the room in the order
+// it sent them, except as order.go says.
 //
 // Moderation (bans, mutes, message of the day) is shared through a
 // JetStream key-value bucket; see SharedSanctions. History is shared

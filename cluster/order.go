@@ -9,8 +9,18 @@ import (
 )
 
 // Lines reach the other nodes through the shared history, everything else
-// (presence, private messages) through plain subjects, so a departure sent
-// right after a line could overtake it. To keep each node's order, every
+// (presence, private messages) through plain subjects. Every message of
+// both arrives through one connection and one channel, and is handled by
+// one goroutine in the order it came (Link.receiver), so nothing is
+// reordered on this side. A presence or private message sent before a
+// line therefore reaches the room first: a NATS server delivers a plain
+// message as it takes it in, and a line published after it only once the
+// stream has stored it. That holds when the nodes share one NATS server;
+// between servers of a NATS cluster the two take different routes, and it
+// is only likely.
+//
+// The other way round, a departure sent right after a line overtakes it:
+// the line is still being stored. To keep each node's order, every
 // message a node sends carries "after": how many messages this run of the
 // node (its boot) put on PREFIX.room before it. The receiving side counts,
 // per node and boot, the room messages the shared history has handed to
