@@ -161,3 +161,29 @@ func TestSharedHistoryKeepsWhatTheNodesKeep(t *testing.T) {
 		t.Errorf("stream keeps %v of %q, discarding %v; want 48h of sshchat.room, discarding the oldest", cfg.MaxAge, cfg.Subjects, cfg.Discard)
 	}
 }
+
+// A node that dies cannot mark where its users left: the others take them
+// as gone from when it was last heard, so they still catch up.
+func TestCatchUpAfterANodeDied(t *testing.T) {
+	c := newCluster(t)
+	n1, n2, n3 := c.start("n1", nil), c.start("n2", nil), c.start("n3", nil)
+	aliceKey := c.user("alice")
+	bob := n2.join(c.user("bob"))
+	carol := n3.join(c.user("carol"))
+	bob.expect("carol has arrived")
+	n1.join(aliceKey)
+	bob.expect("alice has arrived")
+	carol.expect("alice has arrived")
+
+	n1.link.nc.Close() // as a SIGKILLed node vanishes
+	bob.expect("alice has left")
+	carol.expect("alice has left")
+	bob.say("while alice was gone")
+	carol.expect("bob: while alice was gone")
+
+	alice := n3.join(aliceKey)
+	if len(alice.greeting) < 2 || !regexp.MustCompile(`^-!- 1 message since you left at [0-9 :-]+:$`).MatchString(alice.greeting[0]) ||
+		alice.greeting[1] != "bob: while alice was gone" {
+		t.Errorf("alice's greeting on n3 after n1 died under her: %q, want 1 message since she left, then it", alice.greeting)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sshchat-dev/sshchat/keys"
+	"github.com/sshchat-dev/sshchat/store"
 )
 
 // Several nodes can share one room (package cluster links them over NATS).
@@ -84,6 +85,7 @@ const maxPeerSessions = 1 << 16
 type peerNode struct {
 	boot  string
 	heard time.Time
+	shown uint64 // the room's last public message fanned out when the node was last heard
 	users map[string]string // user name -> away reason
 	// sessions counts each user's chat sessions on the node, from its
 	// joins, leaves, counts and rosters: -max-sessions-per-user holds
@@ -164,7 +166,7 @@ func (st *state) fromPeer(ev PeerEvent) {
 		return
 	}
 	n := st.peerNode(ev.Node, ev.Boot)
-	n.heard = st.now()
+	n.heard, n.shown = st.now(), st.shown
 	switch ev.Kind {
 	case PeerSay, PeerAction:
 		st.peerLine(ev, st.now())
@@ -190,7 +192,7 @@ func (st *state) fromPeer(ev PeerEvent) {
 	case PeerRoster:
 		st.applyRoster(n, ev.Users)
 	case PeerBye:
-		st.forgetNode(ev.Node, n)
+		st.forgetNode(ev.Node, n, false)
 	case PeerSeen:
 		drop("a departure outside the shared history")
 	default:
@@ -220,7 +222,7 @@ func (st *state) peerNode(name, boot string) *peerNode {
 	n := st.peers[name]
 	if n != nil && n.boot != boot {
 		st.log.Info("cluster: node restarted", "node", name)
-		st.forgetNode(name, n)
+		st.forgetNode(name, n, true)
 		n = nil
 	}
 	if n == nil {
@@ -314,12 +316,18 @@ func (st *state) sessionsElsewhere(name string) int {
 }
 
 // forgetNode takes the node called name out of the room, with its users.
-func (st *state) forgetNode(name string, n *peerNode) {
+// If it died, it could not mark where its users left: for their catch-up on
+// this node, they left when it was last heard from.
+func (st *state) forgetNode(name string, n *peerNode, died bool) {
 	delete(st.peers, name)
 	for _, user := range slices.Sorted(maps.Keys(n.users)) {
 		st.online.remove(user)
-		if !st.present(user, nil) {
-			st.announcePresence(eventLeave, user)
+		if st.present(user, nil) {
+			continue
+		}
+		st.announcePresence(eventLeave, user)
+		if died {
+			st.rememberSeen(user, store.Seen{At: n.heard, Seq: n.shown})
 		}
 	}
 }
@@ -331,7 +339,7 @@ func (st *state) expirePeers() {
 	for name, n := range st.peers {
 		if now.Sub(n.heard) > st.opts.peerTTL {
 			st.log.Warn("cluster: node silent; its users are taken as gone", "node", name, "silent_for", now.Sub(n.heard).Round(time.Second).String(), "users", len(n.users))
-			st.forgetNode(name, n)
+			st.forgetNode(name, n, true)
 		}
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -85,7 +86,7 @@ func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var procs []*exec.Cmd
-	exited := make(chan string, *nodes)
+	exited := make(chan int, *nodes) // which node's process ended
 	running := 0
 	defer func() {
 		for _, p := range procs {
@@ -117,7 +118,7 @@ func run() error {
 		running++
 		go func() {
 			cmd.Wait()
-			exited <- name
+			exited <- i
 		}()
 	}
 
@@ -128,12 +129,31 @@ func run() error {
 	fmt.Printf("\nUsers come from %s (a missing file is seeded from your ~/.ssh/*.pub).\n", *allowed)
 	fmt.Println("Kill a node (kill -9 PID) to see its users leave the others within 10 s. Ctrl-C stops everything.")
 
-	select {
-	case <-ctx.Done():
-		fmt.Println("\nstopping ...")
-		return nil
-	case name := <-exited:
-		running--
-		return fmt.Errorf("%s stopped; see its log", name)
+	for running > 0 {
+		select {
+		case <-ctx.Done():
+			fmt.Println("\nstopping ...")
+			return nil
+		case i := <-exited:
+			running--
+			p := procs[i]
+			fmt.Printf("\nnode%d stopped (%v); see %s. The others go on. To start it again (then it is yours to stop):\n  %s >>%s 2>&1 &\n",
+				i+1, p.ProcessState, filepath.Join(*dir, fmt.Sprintf("node%d.log", i+1)), shellJoin(p.Args), filepath.Join(*dir, fmt.Sprintf("node%d.log", i+1)))
+		}
 	}
+	return errors.New("every node has stopped; see their logs")
+}
+
+// shellJoin quotes args for a POSIX shell, so that a printed command can be
+// pasted.
+func shellJoin(args []string) string {
+	quoted := make([]string, len(args))
+	for i, a := range args {
+		if a != "" && strings.Trim(a, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:,=@") == "" {
+			quoted[i] = a
+		} else {
+			quoted[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+	}
+	return strings.Join(quoted, " ")
 }
