@@ -214,3 +214,61 @@ func cpuTime() time.Duration {
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// BenchmarkWriter measures a session's writer alone, from a queued event to
+// the channel's Write, one event per write as a quiet room makes them: the
+// server's own share of a delivery, besides SSH and the kernel.
+func BenchmarkWriter(b *testing.B) {
+	for _, mode := range []string{"line", "terminal"} {
+		b.Run(mode, func(b *testing.B) {
+			sink := &signalWriter{wrote: make(chan struct{}, 1)}
+			wd := newWatchdog(time.Minute, func() { b.Error("watchdog expired") })
+			defer wd.stop()
+			w := watchedWriter{sink, wd}
+			var out output = channelOutput{w}
+			if mode == "terminal" {
+				held := &heldWriter{w: w}
+				in, typing := io.Pipe()
+				tr := newTerminalReader(in, held, "[bench] ", 1024, func() []string { return nil })
+				tr.t.SetSize(80, 24)
+				read := make(chan struct{})
+				go func() {
+					defer close(read)
+					tr.ReadLine() // draws the prompt, then waits for input as a session does
+				}()
+				defer func() {
+					typing.Close()
+					<-read
+				}()
+				<-sink.wrote // the prompt
+				out = &terminalOutput{t: tr.t, held: held, colors: true}
+			}
+			cli := &client{out: make(chan *event, 1)}
+			ev := newEvent(eventChat, "alice", "the quick brown fox jumps over the lazy dog", time.Now())
+			st := out.style()
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := cli.writeBatch(out, st, ev, nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(sink.writes)/float64(b.N), "writes/delivery")
+		})
+	}
+}
+
+// signalWriter discards what is written, counting the writes and signalling
+// the first.
+type signalWriter struct {
+	writes int
+	wrote  chan struct{}
+}
+
+func (w *signalWriter) Write(p []byte) (int, error) {
+	w.writes++
+	select {
+	case w.wrote <- struct{}{}:
+	default:
+	}
+	return len(p), nil
+}

@@ -3,6 +3,7 @@ package sshchat
 import (
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/term"
@@ -138,40 +139,88 @@ func (ev *event) appendTo(buf []byte, st style) []byte {
 // watchdog closes a connection whose writes stop making progress: a peer
 // that stops reading, or vanishes without a FIN, would otherwise hold a
 // write, and the session with it, forever. Several goroutines may write at
-// once (the writer, and x/term echoing keys); the watchdog runs while any
-// write is under way and restarts whenever one completes.
+// once (the writer, and x/term echoing keys); the connection is closed once
+// a write has been under way for the timeout without any write completing.
+//
+// A write only counts itself and stamps the time on atomics: the timer is
+// armed by the first write after an idle spell and then checks at most once
+// per timeout, rather than being reset and stopped around every write,
+// which costs a lock and a timer-heap update per delivery.
 type watchdog struct {
-	mu      sync.Mutex
-	timer   *time.Timer
 	timeout time.Duration
-	writing int
+	expired func()
+	writing atomic.Int32
+	// progress is when a write last completed, or began with none under
+	// way, in nanoseconds since start.
+	progress atomic.Int64
+	start    time.Time
+	armed    atomic.Bool
+
+	mu      sync.Mutex // arms and stops timer
+	timer   *time.Timer
+	stopped bool
 }
 
 func newWatchdog(timeout time.Duration, expired func()) *watchdog {
-	wd := &watchdog{timer: time.AfterFunc(time.Hour, expired), timeout: timeout}
+	wd := &watchdog{timeout: timeout, expired: expired, start: time.Now()}
+	wd.timer = time.AfterFunc(time.Hour, wd.check)
 	wd.timer.Stop()
 	return wd
 }
 
+func (wd *watchdog) now() int64 { return int64(time.Since(wd.start)) }
+
 func (wd *watchdog) begin() {
-	wd.mu.Lock()
-	if wd.writing++; wd.writing == 1 {
-		wd.timer.Reset(wd.timeout)
+	// The stamp goes before the count, so that check never sees this write
+	// under way with the time of an older one.
+	if wd.writing.Load() == 0 {
+		wd.progress.Store(wd.now())
 	}
-	wd.mu.Unlock()
+	wd.writing.Add(1)
+	if !wd.armed.Load() {
+		wd.arm(wd.timeout)
+	}
 }
 
 func (wd *watchdog) end() {
-	wd.mu.Lock()
-	if wd.writing--; wd.writing == 0 {
-		wd.timer.Stop()
-	} else {
-		wd.timer.Reset(wd.timeout)
-	}
-	wd.mu.Unlock()
+	wd.progress.Store(wd.now())
+	wd.writing.Add(-1)
 }
 
-func (wd *watchdog) stop() { wd.timer.Stop() }
+func (wd *watchdog) arm(d time.Duration) {
+	wd.mu.Lock()
+	defer wd.mu.Unlock()
+	if !wd.stopped && !wd.armed.Load() {
+		wd.armed.Store(true)
+		wd.timer.Reset(d)
+	}
+}
+
+// check runs when the timer fires: it expires the watchdog if a write is
+// under way and none has made progress for the timeout, and otherwise
+// checks again when that could first be so. With no write under way it
+// stays disarmed until the next one begins.
+func (wd *watchdog) check() {
+	// Disarmed before looking, so that a write beginning meanwhile either
+	// is seen here or arms the timer itself.
+	wd.armed.Store(false)
+	if wd.writing.Load() == 0 {
+		return
+	}
+	idle := time.Duration(wd.now() - wd.progress.Load())
+	if idle >= wd.timeout {
+		wd.expired()
+		return
+	}
+	wd.arm(wd.timeout - idle)
+}
+
+func (wd *watchdog) stop() {
+	wd.mu.Lock()
+	defer wd.mu.Unlock()
+	wd.stopped = true
+	wd.timer.Stop()
+}
 
 // watchedWriter writes to w under a watchdog.
 type watchedWriter struct {
