@@ -219,3 +219,79 @@ func cpuTime() time.Duration {
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// BenchmarkWriter measures sessions' writers alone, from a queued event to
+// the channel's Write, one event per write as a quiet room makes them: the
+// server's own share of a delivery, besides SSH and the kernel. Events go
+// round-robin to the sessions, so that with many each write finds its
+// session's state out of the CPU's caches, as a fan-out does.
+func BenchmarkWriter(b *testing.B) {
+	for _, mode := range []string{"line", "terminal"} {
+		for _, n := range []int{1, 1000} {
+			b.Run(fmt.Sprintf("%s/sessions=%d", mode, n), func(b *testing.B) {
+				sink := &signalWriter{wrote: make(chan struct{}, 1)}
+				outs := make([]output, n)
+				for i := range outs {
+					outs[i] = benchOutput(b, mode, sink)
+				}
+				sink.writes = 0
+				cli := &client{out: make(chan *event, 1)}
+				ev := newEvent(eventChat, "alice", "the quick brown fox jumps over the lazy dog", time.Now())
+				st := outs[0].style()
+				b.ReportAllocs()
+				i := 0
+				for b.Loop() {
+					if err := cli.writeBatch(outs[i], st, ev, nil); err != nil {
+						b.Fatal(err)
+					}
+					if i++; i == n {
+						i = 0
+					}
+				}
+				b.ReportMetric(float64(sink.writes)/float64(b.N), "writes/delivery")
+			})
+		}
+	}
+}
+
+// benchOutput makes a session's output in mode, line or terminal, writing
+// to sink under a watchdog; a terminal shows its prompt, waiting for input.
+func benchOutput(b *testing.B, mode string, sink *signalWriter) output {
+	wd := newWatchdog(time.Minute, func() { b.Error("watchdog expired") })
+	b.Cleanup(wd.stop)
+	w := watchedWriter{sink, wd}
+	if mode == "line" {
+		return channelOutput{w}
+	}
+	held := &heldWriter{w: w}
+	in, typing := io.Pipe()
+	tr := newTerminalReader(in, held, "[bench] ", 1024, func() []string { return nil })
+	tr.t.SetSize(80, 24)
+	read := make(chan struct{})
+	go func() {
+		defer close(read)
+		tr.ReadLine() // draws the prompt, then waits for input as a session does
+	}()
+	b.Cleanup(func() {
+		typing.Close()
+		<-read
+	})
+	<-sink.wrote // the prompt
+	return &terminalOutput{t: tr.t, held: held, colors: true}
+}
+
+// signalWriter discards what is written, counting the writes and signalling
+// the first.
+type signalWriter struct {
+	writes int
+	wrote  chan struct{}
+}
+
+func (w *signalWriter) Write(p []byte) (int, error) {
+	w.writes++
+	select {
+	case w.wrote <- struct{}{}:
+	default:
+	}
+	return len(p), nil
+}
