@@ -85,7 +85,7 @@ const maxPeerSessions = 1 << 16
 type peerNode struct {
 	boot  string
 	heard time.Time
-	shown uint64 // the room's last public message fanned out when the node was last heard
+	shown uint64            // the room's last public message fanned out when the node was last heard
 	users map[string]string // user name -> away reason
 	// sessions counts each user's chat sessions on the node, from its
 	// joins, leaves, counts and rosters: -max-sessions-per-user holds
