@@ -336,18 +336,34 @@ func TestVanishedClientIsFreed(t *testing.T) {
 	r.skipUntil("gone has left")
 }
 
+// Like `echo hi | ssh -T host`: send, then EOF. The line is delivered,
+// before the departure, and the session ends cleanly with whatever was
+// queued for it. With a store, lines reach the others only once stored,
+// and what follows them (the departure, a private message) waits for them.
 func TestHalfCloseStillDelivers(t *testing.T) {
-	ts := startServer(t, nil)
-	cs := ts.joinAll("bob", "alice")
-	b, a := cs[0], cs[1]
-	// Like `echo hi | ssh -T host`: send, then EOF; the line is delivered
-	// and alice's session ends cleanly with whatever was queued for her.
-	a.say("hi")
-	a.stdin.Close()
-	b.expect("alice: hi", "alice has left")
-	a.expectEnd()
-	if err := a.session.Wait(); err != nil {
-		t.Fatalf("exit status: %v", err)
+	for _, stored := range []bool{false, true} {
+		t.Run(map[bool]string{false: "memory", true: "stored"}[stored], func(t *testing.T) {
+			var ts *testServer
+			if stored {
+				ts = startWithHistory(t, openHistory(t, t.TempDir()).DB, nil)
+			} else {
+				ts = startServer(t, nil)
+			}
+			b := ts.joinAll("bob")[0]
+			for _, name := range []string{"alice", "carol", "dave"} {
+				a := ts.joinAll(name)[0]
+				b.expect(name + " has arrived")
+				a.say("hi")
+				a.say("/msg bob psst")
+				a.stdin.Close()
+				b.expect(name+": hi", "[PM from "+name+"] psst", name+" has left")
+				a.expect("-!- [PM to bob] psst")
+				a.expectEnd()
+				if err := a.session.Wait(); err != nil {
+					t.Fatalf("%s's exit status: %v", name, err)
+				}
+			}
+		})
 	}
 }
 

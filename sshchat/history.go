@@ -47,6 +47,9 @@ type history struct {
 	// published is what this broadcaster wake-up has published, to be
 	// stored and fanned out at its end.
 	published []publication
+	// held is what was sent while public messages were on their way to
+	// the store, to follow them: "alice has left" after alice's last line.
+	held []heldEvent
 	// toLog hands published messages to the history logger; nil without a
 	// store.
 	toLog func([]publication)
@@ -134,12 +137,50 @@ func (st *state) flushPublished() {
 	st.published = st.published[:0]
 }
 
-// deliver fans public messages out, in order, and remembers them.
+// deliver fans public messages out, in order, and remembers them; then
+// what was held back behind them (send) follows.
 func (st *state) deliver(ps []publication) {
 	for _, p := range ps {
 		st.remember(p.ev)
 		st.shown = p.ev.seq
-		st.broadcast(p.ev, p.from)
+		for cli := range st.clients {
+			if cli != p.from {
+				st.enqueue(cli, p.ev)
+			}
+		}
+	}
+	st.releaseHeld()
+}
+
+// heldEvent is an event for cli that waits for the public messages up to
+// after to be delivered first.
+type heldEvent struct {
+	cli   *client
+	ev    *event
+	after uint64
+}
+
+// releaseHeld queues the held events whose public messages have been
+// delivered, in order, for the clients still in the room.
+func (st *state) releaseHeld() {
+	i := 0
+	for ; i < len(st.held) && st.held[i].after <= st.shown; i++ {
+		if h := st.held[i]; st.has(h.cli) {
+			st.enqueue(h.cli, h.ev)
+		}
+	}
+	clear(st.held[:i])
+	st.held = st.held[i:]
+}
+
+// releaseHeldFor queues what is held for cli, which is leaving: it will not
+// see the public messages those events wait for, and must not miss them.
+func (st *state) releaseHeldFor(cli *client) {
+	for i, h := range st.held {
+		if h.cli == cli {
+			st.enqueue(cli, h.ev)
+			st.held[i].cli = nil // no longer in the room when released
+		}
 	}
 }
 

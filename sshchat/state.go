@@ -193,6 +193,7 @@ func (st *state) drop(cli *client, why hangup) {
 // remove takes cli out of the room and closes its queue; its writer then
 // says why and hangs up.
 func (st *state) remove(cli *client, why hangup) {
+	st.releaseHeldFor(cli)
 	delete(st.clients, cli)
 	cli.hangup = why
 	close(cli.out)
@@ -266,6 +267,18 @@ func (st *state) broadcast(ev *event, except *client) {
 // is not keeping up and is disconnected, so one stalled reader cannot hold up
 // the room.
 func (st *state) send(cli *client, ev *event) {
+	if st.seq > st.shown {
+		// Public messages are on their way to the store: what is sent
+		// now follows them.
+		st.held = append(st.held, heldEvent{cli, ev, st.seq})
+		return
+	}
+	st.enqueue(cli, ev)
+}
+
+// enqueue puts ev on cli's queue or, if it is full, marks cli to be
+// dropped.
+func (st *state) enqueue(cli *client, ev *event) {
 	select {
 	case cli.out <- ev:
 		st.queued++
