@@ -62,14 +62,14 @@ type serveOptions struct {
 	nats       string
 	natsCreds  string
 	natsPrefix string
-	natsLimits cluster.Options // QueueLen, HoldLen, OrderWait
+	natsLimits cluster.Options // QueueLen, HoldLen, OrderWait, CatchUpWait
 	node       string
 }
 
 // positiveFlags are the numeric flags that must be more than 0. Every other
 // numeric flag may be 0, which often means unlimited, but none may be
 // negative.
-var positiveFlags = []string{"max-line", "queue", "max-auth-tries", "login-grace", "write-timeout", "nats-queue", "nats-hold", "nats-order-wait"}
+var positiveFlags = []string{"max-line", "queue", "max-auth-tries", "login-grace", "write-timeout", "nats-queue", "nats-hold", "nats-order-wait", "nats-catchup-wait"}
 
 // metricsShutdownGrace is how long a scrape in progress may take to finish
 // once the chat server has shut down.
@@ -86,7 +86,7 @@ func defaultServeOptions() serveOptions {
 		shutdownGrace: 5 * time.Second,
 		chat:          sshchat.DefaultConfig(),
 		natsPrefix:    cluster.DefaultPrefix,
-		natsLimits:    cluster.Options{QueueLen: cluster.DefaultQueueLen, HoldLen: cluster.DefaultHoldLen, OrderWait: cluster.DefaultOrderWait},
+		natsLimits:    cluster.Options{QueueLen: cluster.DefaultQueueLen, HoldLen: cluster.DefaultHoldLen, OrderWait: cluster.DefaultOrderWait, CatchUpWait: cluster.DefaultCatchUpWait},
 		node:          hostName(),
 	}
 }
@@ -140,6 +140,7 @@ func serveFlags(o *serveOptions) *flag.FlagSet {
 	fs.IntVar(&o.natsLimits.QueueLen, "nats-queue", o.natsLimits.QueueLen, "messages to the other nodes waiting to be sent to NATS before more are dropped")
 	fs.IntVar(&o.natsLimits.HoldLen, "nats-hold", o.natsLimits.HoldLen, "messages from other nodes held back, waiting for lines sent before them, before the oldest goes out of order")
 	fs.DurationVar(&o.natsLimits.OrderWait, "nats-order-wait", o.natsLimits.OrderWait, "longest a message from another node is held back waiting for the lines sent before it; under half of -node-ttl")
+	fs.DurationVar(&o.natsLimits.CatchUpWait, "nats-catchup-wait", o.natsLimits.CatchUpWait, "longest a starting node copies what the other nodes said while it was down before it lets users in")
 	fs.StringVar(&o.node, "node", o.node, "this node's `name` in the cluster, unique among its nodes")
 	fs.DurationVar(&c.PeerTTL, "node-ttl", c.PeerTTL, "how long a node may stay silent before the others take its users as gone")
 	fs.VisitAll(func(f *flag.Flag) { f.Usage += " (env " + envVar(f.Name) + ")" })
@@ -446,7 +447,7 @@ func serve(ctx context.Context, o serveOptions, reload <-chan struct{}, log *slo
 	var shared *cluster.SharedSanctions
 	if o.nats != "" {
 		link, err = cluster.Dial(cluster.Options{URLs: o.nats, CredsFile: o.natsCreds, Node: o.node, Prefix: o.natsPrefix,
-			QueueLen: o.natsLimits.QueueLen, HoldLen: o.natsLimits.HoldLen, OrderWait: o.natsLimits.OrderWait, HistoryKeep: cfg.HistoryKeep, Logger: log})
+			QueueLen: o.natsLimits.QueueLen, HoldLen: o.natsLimits.HoldLen, OrderWait: o.natsLimits.OrderWait, CatchUpWait: o.natsLimits.CatchUpWait, HistoryKeep: cfg.HistoryKeep, Logger: log})
 		if err != nil {
 			return err
 		}

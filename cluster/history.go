@@ -24,10 +24,6 @@ import (
 // older than Options.HistoryKeep are dropped from the stream, as from each
 // node's store.
 
-// catchUpWait bounds how long Start waits for the node to copy what the
-// shared history holds before it lets the node serve its users.
-const catchUpWait = 10 * time.Second
-
 // historyFollower reads the shared history into the room.
 type historyFollower struct {
 	link  *Link
@@ -52,7 +48,7 @@ func (l *Link) historyStream() string {
 // arrives, until Close. The lines come through msgs, the channel of the
 // presence and private subscriptions, and receiver hands the room
 // everything in the order the connection brought it (see order.go). It
-// waits, up to catchUpWait, for what the stream held at the start to be
+// waits, up to Options.CatchUpWait, for what the stream held at the start to be
 // handed over.
 func (l *Link) followHistory(room Room, msgs chan *nats.Msg) error {
 	name := l.historyStream()
@@ -112,7 +108,7 @@ func (l *Link) followHistory(room Room, msgs chan *nats.Msg) error {
 	select {
 	case <-f.caughtUp:
 		l.log.Info("cluster: shared history copied", "stream", name, "from", pos+1, "to", last)
-	case <-time.After(catchUpWait):
+	case <-time.After(l.catchUpWait):
 		l.log.Warn("cluster: still copying the shared history; serving meanwhile", "stream", name, "to", last)
 	}
 	return nil

@@ -72,6 +72,10 @@ type Options struct {
 	// HoldLen is how many messages may wait for lines at once; past it
 	// the oldest goes out of order. DefaultHoldLen if 0.
 	HoldLen int
+	// CatchUpWait is how long Start waits for the node to copy what the
+	// shared history holds past its position before it serves users;
+	// DefaultCatchUpWait if 0.
+	CatchUpWait time.Duration
 	// HistoryKeep is how long the shared history keeps a line: the
 	// nodes' -history-keep. 0 keeps them for ever.
 	HistoryKeep time.Duration
@@ -80,10 +84,11 @@ type Options struct {
 
 // Defaults of Options.
 const (
-	DefaultPrefix    = "sshchat"
-	DefaultQueueLen  = 4096
-	DefaultOrderWait = 2 * time.Second
-	DefaultHoldLen   = 4096
+	DefaultPrefix      = "sshchat"
+	DefaultQueueLen    = 4096
+	DefaultOrderWait   = 2 * time.Second
+	DefaultHoldLen     = 4096
+	DefaultCatchUpWait = 10 * time.Second
 )
 
 // MaxMessage is the largest NATS message a node accepts from another.
@@ -113,8 +118,9 @@ type Link struct {
 	keep   time.Duration
 	log    *slog.Logger
 
-	orderWait time.Duration
-	holdLen   int
+	orderWait   time.Duration
+	catchUpWait time.Duration
+	holdLen     int
 
 	queue    chan sshchat.PeerEvent
 	dropped  atomic.Uint64 // events not published: queue full, or link down
@@ -148,6 +154,9 @@ func Dial(o Options) (*Link, error) {
 	if o.HoldLen == 0 {
 		o.HoldLen = DefaultHoldLen
 	}
+	if o.CatchUpWait == 0 {
+		o.CatchUpWait = DefaultCatchUpWait
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -158,8 +167,8 @@ func Dial(o Options) (*Link, error) {
 		return nil, fmt.Errorf("cluster: subject prefix %q: want dot-separated tokens of letters, digits, '-' or '_'", o.Prefix)
 	case o.QueueLen < 0:
 		return nil, errors.New("cluster: queue length must not be negative")
-	case o.OrderWait < 0 || o.HoldLen < 0:
-		return nil, errors.New("cluster: order wait and hold length must not be negative")
+	case o.OrderWait < 0 || o.HoldLen < 0 || o.CatchUpWait < 0:
+		return nil, errors.New("cluster: order wait, hold length and catch-up wait must not be negative")
 	case o.HistoryKeep < 0:
 		return nil, errors.New("cluster: history retention must not be negative")
 	}
@@ -170,8 +179,9 @@ func Dial(o Options) (*Link, error) {
 		keep:   o.HistoryKeep,
 		log:    o.Logger.With("node", o.Node),
 
-		orderWait: o.OrderWait,
-		holdLen:   o.HoldLen,
+		orderWait:   o.OrderWait,
+		holdLen:     o.HoldLen,
+		catchUpWait: o.CatchUpWait,
 
 		queue: make(chan sshchat.PeerEvent, o.QueueLen),
 		quit:  make(chan struct{}),
@@ -221,7 +231,7 @@ func (l *Link) subject(name string) string { return l.prefix + "." + name }
 
 // Start subscribes to the other nodes' events and hands them to room. It
 // first hands it what the shared history holds after the room's position
-// in it (waiting up to catchUpWait), so call it before serving users.
+// in it (waiting up to Options.CatchUpWait), so call it before serving users.
 func (l *Link) Start(room Room) error {
 	msgs, err := l.subscribe(room)
 	if err != nil {
