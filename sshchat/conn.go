@@ -36,7 +36,20 @@ type trackedConn struct {
 	hasKey   bool
 
 	deadlineSet atomic.Bool
+
+	// What one read fetched beyond a small read's buffer; see Read.
+	// Only the goroutine reading the connection touches it: x/crypto
+	// reads from one goroutine at a time.
+	unread []byte
 }
+
+// smallRead is the largest read that Read serves from its own buffer of
+// readAhead bytes: x/crypto reads the client's version line, up to 255
+// bytes, one byte per read, a system call each (40 for OpenSSH's).
+const (
+	smallRead = 16
+	readAhead = 256
+)
 
 // newTrackedConn tracks conn, calling expired when its login grace expires
 // and release when it closes.
@@ -70,6 +83,33 @@ func (c *trackedConn) SetDeadline(t time.Time) error {
 	}
 	c.deadlineSet.Store(true)
 	return c.Conn.SetDeadline(t)
+}
+
+// Read fills a small read with one larger read of the connection and
+// serves the next ones from what that fetched, so that reading the version
+// line costs a system call or two instead of one per byte. Reads of
+// packets, into x/crypto's 4 KiB buffer, go straight to the connection once
+// what was read ahead is taken.
+func (c *trackedConn) Read(p []byte) (int, error) {
+	if len(c.unread) > 0 {
+		n := copy(p, c.unread)
+		if c.unread = c.unread[n:]; len(c.unread) == 0 {
+			c.unread = nil
+		}
+		return n, nil
+	}
+	if len(p) > smallRead {
+		return c.Conn.Read(p)
+	}
+	buf := make([]byte, readAhead)
+	n, err := c.Conn.Read(buf)
+	m := copy(p, buf[:n])
+	if m < n {
+		// The error, if any, comes again on the read after these bytes.
+		c.unread = buf[m:n]
+		return m, nil
+	}
+	return m, err
 }
 
 // authenticated records the key the connection signed with.
