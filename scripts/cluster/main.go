@@ -83,7 +83,9 @@ func run() error {
 		return err
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// SIGHUP too: closing the terminal must not leave the nodes running,
+	// which are in their own process group.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	var procs []*exec.Cmd
 	exited := make(chan int, *nodes) // which node's process ended
