@@ -84,7 +84,10 @@ func run() error {
 	}
 
 	// SIGHUP too: closing the terminal must not leave the nodes running,
-	// which are in their own process group.
+	// which are in their own process group. And a closed pipe on stdout
+	// (go run ./scripts/cluster | tee log) must not kill this program
+	// before it has stopped them.
+	signal.Ignore(syscall.SIGPIPE)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	var procs []*exec.Cmd
