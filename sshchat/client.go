@@ -13,6 +13,7 @@ type client struct {
 	hangup hangup
 	// Owned by the broadcaster.
 	overflowed bool
+	held       int // events held for it behind public lines on their way to the store
 }
 
 // identityKey is the public key that signed a session's authentication, in

@@ -3,6 +3,7 @@ package sshchat
 import (
 	"fmt"
 	"log/slog"
+	"maps"
 	"strings"
 	"sync"
 	"time"
@@ -49,7 +50,8 @@ type history struct {
 	published []publication
 	// held is what was sent while public messages were on their way to
 	// the store, to follow them: "alice has left" after alice's last line.
-	held []heldEvent
+	held     []heldEvent
+	heldFull bool // a client held all it may: said once until held empties
 	// toLog hands published messages to the history logger; nil without a
 	// store.
 	toLog func([]publication)
@@ -137,8 +139,8 @@ func (st *state) flushPublished() {
 	st.published = st.published[:0]
 }
 
-// deliver fans public messages out, in order, and remembers them; then
-// what was held back behind them (send) follows.
+// deliver fans public messages out, in order, and remembers them; what
+// was held back behind each (send) follows it, before the next.
 func (st *state) deliver(ps []publication) {
 	for _, p := range ps {
 		st.remember(p.ev)
@@ -148,8 +150,8 @@ func (st *state) deliver(ps []publication) {
 				st.enqueue(cli, p.ev)
 			}
 		}
+		st.releaseHeld()
 	}
-	st.releaseHeld()
 }
 
 // heldEvent is an event for cli that waits for the public messages up to
@@ -160,26 +162,49 @@ type heldEvent struct {
 	after uint64
 }
 
+// hold keeps ev for cli until the public messages published so far have
+// been delivered. A client holds at most half what its queue does, so that
+// the lines and what they held fit in it when they come. Past that the
+// store is far behind, and the event is queued at once, out of order,
+// rather than held without bound.
+func (st *state) hold(cli *client, ev *event) {
+	if cli.held >= cap(cli.out)/2 {
+		if !st.heldFull {
+			st.heldFull = true
+			st.log.Warn("history: the store is behind; events are no longer held behind the public messages being stored", "held", len(st.held))
+		}
+		st.enqueue(cli, ev)
+		return
+	}
+	cli.held++
+	st.held = append(st.held, heldEvent{cli, ev, st.seq})
+}
+
 // releaseHeld queues the held events whose public messages have been
 // delivered, in order, for the clients still in the room.
 func (st *state) releaseHeld() {
 	i := 0
 	for ; i < len(st.held) && st.held[i].after <= st.shown; i++ {
-		if h := st.held[i]; st.has(h.cli) {
+		if h := st.held[i]; h.cli != nil {
+			h.cli.held--
 			st.enqueue(h.cli, h.ev)
 		}
 	}
 	clear(st.held[:i])
 	st.held = st.held[i:]
+	if len(st.held) == 0 {
+		st.heldFull = false
+	}
 }
 
 // releaseHeldFor queues what is held for cli, which is leaving: it will not
 // see the public messages those events wait for, and must not miss them.
 func (st *state) releaseHeldFor(cli *client) {
-	for i, h := range st.held {
-		if h.cli == cli {
+	for i := 0; cli.held > 0 && i < len(st.held); i++ {
+		if h := st.held[i]; h.cli == cli {
+			cli.held--
 			st.enqueue(cli, h.ev)
-			st.held[i].cli = nil // no longer in the room when released
+			st.held[i].cli = nil // released
 		}
 	}
 }
@@ -268,21 +293,22 @@ func (l *historyLogger) write(ps []publication) {
 
 // left records when a user's last session left, for their catch-up.
 func (st *state) left(name string, at time.Time) {
-	st.rememberSeen(name, store.Seen{At: at, Seq: st.shown})
+	st.rememberSeen(map[string]store.Seen{name: {At: at, Seq: st.shown}})
 }
 
-// rememberSeen records where name's catch-up starts.
-func (st *state) rememberSeen(name string, seen store.Seen) {
-	st.lastSeen[name] = seen
-	if st.opts.stored != nil {
-		log := st.log
-		if !st.opts.stored.Submit(store.Batch{Seen: map[string]store.Seen{name: seen}}, func(err error) {
-			if err != nil {
-				log.Error("history: when a user left was not stored", "user", name, "err", err)
-			}
-		}) {
-			log.Error("history: the store is not keeping up; when a user left was not stored", "user", name)
+// rememberSeen records where users' catch-up starts, in one write.
+func (st *state) rememberSeen(seen map[string]store.Seen) {
+	maps.Copy(st.lastSeen, seen)
+	if st.opts.stored == nil || len(seen) == 0 {
+		return
+	}
+	log := st.log
+	if !st.opts.stored.Submit(store.Batch{Seen: seen}, func(err error) {
+		if err != nil {
+			log.Error("history: when users left was not stored", "users", len(seen), "err", err)
 		}
+	}) {
+		log.Error("history: the store is not keeping up; when users left was not stored", "users", len(seen))
 	}
 }
 

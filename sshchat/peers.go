@@ -320,6 +320,7 @@ func (st *state) sessionsElsewhere(name string) int {
 // this node, they left when it was last heard from.
 func (st *state) forgetNode(name string, n *peerNode, died bool) {
 	delete(st.peers, name)
+	gone := make(map[string]store.Seen)
 	for _, user := range slices.Sorted(maps.Keys(n.users)) {
 		st.online.remove(user)
 		if st.present(user, nil) {
@@ -327,9 +328,10 @@ func (st *state) forgetNode(name string, n *peerNode, died bool) {
 		}
 		st.announcePresence(eventLeave, user)
 		if died {
-			st.rememberSeen(user, store.Seen{At: n.heard, Seq: n.shown})
+			gone[user] = store.Seen{At: n.heard, Seq: n.shown}
 		}
 	}
+	st.rememberSeen(gone)
 }
 
 // expirePeers forgets the nodes not heard from for the peer TTL: they

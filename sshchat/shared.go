@@ -63,7 +63,7 @@ func (st *state) fromSharedHistory(ev PeerEvent) {
 	case PeerSeen:
 		if u := st.users[ev.From]; ev.From != "" && (u == nil || u.sessions == 0) {
 			// After every line this node has published so far, as in the log.
-			st.rememberSeen(ev.From, store.Seen{At: at, Seq: st.seq})
+			st.rememberSeen(map[string]store.Seen{ev.From: {At: at, Seq: st.seq}})
 		}
 	default:
 		st.log.Warn("cluster: event from another node dropped", "why", "not a line or departure in the shared history", "node", ev.Node, "kind", string(ev.Kind))

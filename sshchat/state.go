@@ -270,7 +270,7 @@ func (st *state) send(cli *client, ev *event) {
 	if st.seq > st.shown {
 		// Public messages are on their way to the store: what is sent
 		// now follows them.
-		st.held = append(st.held, heldEvent{cli, ev, st.seq})
+		st.hold(cli, ev)
 		return
 	}
 	st.enqueue(cli, ev)
