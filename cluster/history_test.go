@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"regexp"
 	"slices"
 	"strings"
@@ -185,5 +186,69 @@ func TestCatchUpAfterANodeDied(t *testing.T) {
 	if len(alice.greeting) < 2 || !regexp.MustCompile(`^-!- 1 message since you left at [0-9 :-]+:$`).MatchString(alice.greeting[0]) ||
 		alice.greeting[1] != "bob: while alice was gone" {
 		t.Errorf("alice's greeting on n3 after n1 died under her: %q, want 1 message since she left, then it", alice.greeting)
+	}
+}
+
+// A NATS server that comes back without its store has lost the shared
+// history: the nodes make it again, read it from its start, and the room
+// is one again.
+func TestSharedHistoryLostWithTheNATSStore(t *testing.T) {
+	c := newCluster(t)
+	n1, n2 := c.start("n1", nil), c.start("n2", nil)
+	alice := n1.join(c.user("alice"))
+	bob := n2.join(c.user("bob"))
+	alice.expect("bob has arrived")
+	for _, line := range []string{"one", "two", "three"} {
+		alice.say(line)
+		bob.expect("alice: " + line)
+	}
+
+	c.nats.stop()
+	c.nats.dir = t.TempDir() // a restart without persistent storage
+	c.nats.start()
+	back := "-!- The link to the other nodes is back; messages reach the whole room again."
+	for _, u := range []*chatter{alice, bob} {
+		u.skipUntil(back)
+	}
+	waitForStream(t, c.nats.url(), "sshchat_history")
+	alice.say("after the restart")
+	bob.skipUntil("alice: after the restart")
+	bob.say("heard")
+	alice.skipUntil("bob: heard")
+}
+
+// waitForStream waits until the stream name exists on the NATS server at
+// url.
+func waitForStream(t *testing.T, url, name string) {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	created := make(chan *nats.Msg, 16)
+	sub, err := nc.ChanSubscribe("$JS.EVENT.ADVISORY.STREAM.CREATED."+name, created)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	if _, err := js.Stream(ctx, name); err == nil {
+		return
+	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Fatal(err)
+	}
+	select {
+	case <-created:
+	case <-ctx.Done():
+		t.Fatalf("the stream %s was not made again within %v", name, waitLimit)
 	}
 }
