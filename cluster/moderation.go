@@ -29,7 +29,11 @@ import (
 // bucket wins over the node's file; a node whose bucket is empty seeds it.
 //
 // An edit of a node's file made outside chat (the sshchat CLI, or by hand)
-// is shared the same way once the node's watcher has reloaded it (Share).
+// is shared the same way once the node's watcher has reloaded it (Share),
+// unless another node changed the moderation since this node last applied
+// it: that change wins, is applied to the file then (a change refused
+// while the file was invalid arrives that way once it is repaired), and
+// the edit is logged as not shared.
 //
 // If NATS cannot be reached, an edit is made on the node's file only, and
 // logged as not shared; the next edit anywhere, or a restart of the node,
@@ -176,8 +180,9 @@ func (s *SharedSanctions) editOnce(fn func(*keys.Moderation) error) (*keys.Moder
 // the sshchat CLI in another process) into the shared moderation; main
 // calls it when the file's watcher reloads such an edit. It writes the
 // bucket only if nobody has written it since this node last applied it:
-// otherwise that newer change wins, and reaches the file as every change
-// from another node does, and the edit is logged as not shared.
+// otherwise that newer change wins and is applied to the file now (it may
+// have been refused while the file was invalid, and would not come again),
+// and the edit is logged as not shared.
 func (s *SharedSanctions) Share() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -188,11 +193,31 @@ func (s *SharedSanctions) Share() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
 	defer cancel()
+	entry, err := s.kv.Get(ctx, moderationKey)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		entry = nil
+	case err != nil:
+		s.link.log.Error("cluster: the edit of the moderation file is not shared: NATS is unreachable; "+
+			"the shared moderation wins at the next change or restart, so make the edit again", "err", err)
+		return
+	}
+	if entry != nil && entry.Revision() > s.applied {
+		s.applyNewer(entry)
+		return
+	}
 	var rev uint64
-	if s.applied == 0 {
+	if entry == nil {
 		rev, err = s.kv.Create(ctx, moderationKey, data)
 	} else {
-		rev, err = s.kv.Update(ctx, moderationKey, data, s.applied)
+		rev, err = s.kv.Update(ctx, moderationKey, data, entry.Revision())
+	}
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
+		// Another node wrote in between: its change wins.
+		if entry, err2 := s.kv.Get(ctx, moderationKey); err2 == nil && entry.Revision() > s.applied {
+			s.applyNewer(entry)
+			return
+		}
 	}
 	if err != nil {
 		s.link.log.Error("cluster: the edit of the moderation file is not shared: another node changed the moderation meanwhile, or NATS is unreachable; "+
@@ -201,6 +226,18 @@ func (s *SharedSanctions) Share() {
 	}
 	s.applied = rev
 	s.link.log.Info("cluster: edit of the moderation file shared with the other nodes", "revision", rev)
+}
+
+// applyNewer applies to the file, for Share, a change another node made
+// since the file was last applied or shared.
+func (s *SharedSanctions) applyNewer(entry jetstream.KeyValueEntry) {
+	if err := s.apply(entry); err != nil {
+		s.link.log.Error("cluster: the edit of the moderation file is not shared, and another node's newer change cannot be applied to it",
+			"revision", entry.Revision(), "err", err)
+		return
+	}
+	s.link.log.Warn("cluster: the edit of the moderation file is not shared: another node changed the moderation meanwhile, and its change "+
+		"replaced the file's content; make the edit again", "revision", entry.Revision())
 }
 
 // Follow applies every change another node makes to the shared

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -35,5 +36,43 @@ func TestModerationFileEditIsShared(t *testing.T) {
 	}
 	if _, banned := n2.moderation.Current().Bans["dave"]; !banned {
 		t.Errorf("n2's file does not hold the ban: %+v", n2.moderation.Current())
+	}
+}
+
+// A ban made on n2 while n1's file was invalid reaches n1 once its
+// operator repairs the file: nothing else would bring that revision again.
+func TestModerationRefusedWhileTheFileWasInvalid(t *testing.T) {
+	c := newCluster(t)
+	logged := make(chan string, 1<<12)
+	n1 := c.startWith("n1", nodeOptions{logged: logged})
+	n2 := c.start("n2", nil)
+	malloryKey := c.user("mallory")
+	alice := n2.join(c.user("alice")) // an operator
+	alice.say("/motd welcome")
+	n1.waitModeration(func(m *keys.Moderation) bool { return m.MOTD.Text == "welcome" })
+	good, err := os.ReadFile(n1.moderationPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if err := os.WriteFile(n1.moderationPath, []byte(`{"bans": [`), 0o600); err != nil { // a hand edit gone wrong
+		t.Fatal(err)
+	}
+	alice.say("/ban mallory spam")
+	alice.skipUntil("-!- mallory was banned by alice")
+	waitLogged(t, logged, "moderation from another node refused")
+
+	if err := os.WriteFile(n1.moderationPath, good, 0o600); err != nil { // repaired
+		t.Fatal(err)
+	}
+	if err := n1.moderation.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	n1.shared.Share() // as main does after the watcher reloads it
+	if _, banned := n1.moderation.Current().Bans["mallory"]; !banned {
+		t.Errorf("n1's file does not hold the ban made on n2: %+v", n1.moderation.Current())
+	}
+	if told := n1.refused(malloryKey); len(told) != 1 || !strings.HasPrefix(told[0], "-!- You are banned by alice") {
+		t.Errorf("mallory logging in to n1 was told %q, want the ban", told)
 	}
 }
