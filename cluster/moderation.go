@@ -77,7 +77,8 @@ type SharedSanctions struct {
 
 // ShareModeration opens (creating it if need be) the cluster's moderation
 // bucket and brings local in line with it, or seeds it from local if it is
-// empty. Call Follow to keep following it.
+// empty. Call Follow to keep following it. It fails if NATS is not
+// reachable.
 func (l *Link) ShareModeration(local Sanctions) (*SharedSanctions, error) {
 	js, err := jetstream.New(l.nc)
 	if err != nil {
@@ -93,6 +94,9 @@ func (l *Link) ShareModeration(local Sanctions) (*SharedSanctions, error) {
 		MaxBytes:    16 * keys.MaxModerationFileSize,
 	})
 	if err != nil {
+		if !l.nc.IsConnected() {
+			return nil, fmt.Errorf("cluster: moderation bucket %s: NATS %s: %w", bucket, needNATS, err)
+		}
 		return nil, fmt.Errorf("cluster: moderation bucket %s (is JetStream enabled on the NATS server?): %w", bucket, err)
 	}
 	s := &SharedSanctions{local: local, kv: kv, link: l}
