@@ -252,3 +252,45 @@ func waitForStream(t *testing.T, url, name string) {
 		t.Fatalf("the stream %s was not made again within %v", name, waitLimit)
 	}
 }
+
+// A node that read the shared history again (after a reconnect) leaves
+// no reader of it behind when it closes.
+func TestCloseLeavesNoReaderOfTheHistory(t *testing.T) {
+	c := newCluster(t)
+	n1 := c.start("n1", nil)
+	nc, err := nats.Connect(c.nats.url())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	created := make(chan *nats.Msg, 16)
+	sub, err := nc.ChanSubscribe("$JS.EVENT.ADVISORY.CONSUMER.CREATED.sshchat_history.*", created)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	n1.link.readHistoryAgain() // as a reconnect does
+	select {
+	case <-created:
+	case <-time.After(waitLimit):
+		t.Fatalf("n1 made no new reader of the shared history within %v", waitLimit)
+	}
+
+	n1.stop()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	stream, err := js.Stream(ctx, "sshchat_history")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := stream.CachedInfo().State.Consumers; n != 0 {
+		t.Errorf("the shared history has %d readers after its only node closed, want none", n)
+	}
+}

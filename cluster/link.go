@@ -292,7 +292,8 @@ func (l *Link) startReceiver(msgs <-chan *nats.Msg, history *historyFollower) {
 // Close.
 func (l *Link) receiver(msgs <-chan *nats.Msg, history *historyFollower, done chan<- struct{}) {
 	defer close(done)
-	defer history.sub.Unsubscribe()
+	// The reader of the moment: resubscribe replaces it.
+	defer func() { history.sub.Unsubscribe() }()
 	room := l.subject("room")
 	var retry *time.Timer
 	defer func() {
