@@ -306,18 +306,19 @@ func (c *cluster) startWith(name string, o nodeOptions) *node {
 	t := c.t
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(testWriter{t, name, o.logged}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	link, err := Dial(Options{URLs: cmp.Or(o.nats, c.nats.url()), Node: name, HistoryKeep: o.keep, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
 	cfg := sshchat.DefaultConfig()
 	cfg.HistoryKeep = o.keep
 	var db *store.DB
+	var err error
 	if o.data != "" {
 		if db, err = store.Open(o.data, log); err != nil {
 			t.Fatal(err)
 		}
 		cfg.Store = db
+	}
+	link, err := Dial(Options{URLs: cmp.Or(o.nats, c.nats.url()), Node: name, HistoryKeep: o.keep, HistoryStored: db != nil && db.LastSeq() > 0, Logger: log})
+	if err != nil {
+		t.Fatal(err)
 	}
 	host := newSigner(t)
 	cfg.HostKey, cfg.Auth, cfg.Logger = host, c.allow, log

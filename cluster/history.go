@@ -18,7 +18,11 @@ import (
 // reads it through an ordered consumer from the position after the last
 // one its history holds (sshchat.Server.SharedHistory), so it copies what
 // was said on the other nodes while it was down or cut off, and skips what
-// it said itself, which it stored as it said it. After a reconnect the
+// it said itself, which it stored as it said it: in this run, or, if its
+// store held history or a position when it started, in earlier runs too.
+// A node that starts from nothing (its data wiped, or history in memory)
+// under a name that spoke before copies that name's earlier lines like
+// any other. After a reconnect the
 // node reads it again from the position after the last message it
 // handled, so nothing is handed to the room twice or missed. If the
 // server came back without the stream (it restarted without its store),
@@ -38,9 +42,12 @@ type historyFollower struct {
 	msgs  chan *nats.Msg
 	sub   *nats.Subscription // the receiver's
 
-	handled  uint64        // stream position of the last message read; the receiver's
-	target   uint64        // what the stream held at start
-	caughtUp chan struct{} // closed once handled reaches target
+	// ownStored: the node's store held history or a position when it
+	// started, so it holds what the node said in earlier runs too.
+	ownStored bool
+	handled   uint64        // stream position of the last message read; the receiver's
+	target    uint64        // what the stream held at start
+	caughtUp  chan struct{} // closed once handled reaches target
 }
 
 // historyStream is the name of the shared history's stream.
@@ -75,6 +82,7 @@ func (l *Link) followHistory(room Room, msgs chan *nats.Msg) error {
 	if err != nil {
 		return fmt.Errorf("cluster: shared history: %w", err)
 	}
+	ownStored := pos > 0 || l.stored
 	last := info.State.LastSeq
 	if pos > last {
 		// The stream is not the one the node followed: it was deleted and
@@ -87,7 +95,7 @@ func (l *Link) followHistory(room Room, msgs chan *nats.Msg) error {
 	l.mu.Lock()
 	order := l.order
 	l.mu.Unlock()
-	f := &historyFollower{link: l, room: room, order: order, jsm: js, msgs: msgs, handled: pos, target: last, caughtUp: make(chan struct{})}
+	f := &historyFollower{link: l, room: room, order: order, jsm: js, msgs: msgs, ownStored: ownStored, handled: pos, target: last, caughtUp: make(chan struct{})}
 	if pos >= last {
 		close(f.caughtUp)
 	}
@@ -201,7 +209,7 @@ func (f *historyFollower) receive(m *nats.Msg) {
 		f.link.log.Warn("cluster: malformed message in the shared history dropped", "position", meta.Sequence.Stream, "bytes", len(m.Data), "err", err)
 		return
 	}
-	if ev.Node == f.link.node {
+	if ev.Node == f.link.node && (ev.Boot == f.link.boot || f.ownStored) {
 		return // stored as it was said
 	}
 	ev.Stream, ev.At = meta.Sequence.Stream, meta.Timestamp

@@ -294,3 +294,44 @@ func TestCloseLeavesNoReaderOfTheHistory(t *testing.T) {
 		t.Errorf("the shared history has %d readers after its only node closed, want none", n)
 	}
 }
+
+// A node whose data was wiped, but which keeps its name, copies what its
+// former self said from the shared history: its history has no holes.
+func TestWipedNodeCopiesItsFormerLines(t *testing.T) {
+	c := newCluster(t)
+	n1 := c.startWith("n1", nodeOptions{data: t.TempDir()})
+	n2 := c.start("n2", nil)
+	alice := n1.join(c.user("alice"))
+	bob := n2.join(c.user("bob"))
+	alice.expect("bob has arrived")
+	alice.say("before the wipe")
+	bob.expect("alice: before the wipe")
+
+	n1.stop()
+	n1 = c.startWith("n1", nodeOptions{data: t.TempDir()})
+	bob.say("after")
+	carol := n1.join(c.user("carol"))
+	if got, want := carol.history("bob: after"), []string{"alice: before the wipe", "bob: after"}; !slices.Equal(got, want) {
+		t.Errorf("/history on the wiped n1 shows %q, want %q", got, want)
+	}
+}
+
+// A node that kept its data does not copy its own lines of earlier runs,
+// though no other node ever spoke (its position in the shared history
+// is 0).
+func TestRestartedNodeCopiesNotItsOwnLines(t *testing.T) {
+	c := newCluster(t)
+	data := t.TempDir()
+	n1 := c.startWith("n1", nodeOptions{data: data})
+	c.start("n2", nil)
+	alice := n1.join(c.user("alice"))
+	alice.say("only once")
+	alice.quit()
+
+	n1.stop()
+	n1 = c.startWith("n1", nodeOptions{data: data})
+	bob := n1.join(c.user("bob"))
+	if got, want := chatLines(bob.greeting), []string{"alice: only once"}; !slices.Equal(got, want) {
+		t.Errorf("a joiner of the restarted n1 was shown %q, want %q", got, want)
+	}
+}

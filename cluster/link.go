@@ -79,7 +79,13 @@ type Options struct {
 	// HistoryKeep is how long the shared history keeps a line: the
 	// nodes' -history-keep. 0 keeps them for ever.
 	HistoryKeep time.Duration
-	Logger      *slog.Logger
+	// HistoryStored says the node's own store held history when it
+	// started (store.DB.LastSeq > 0): it holds the lines the node said in
+	// earlier runs, which the node then does not copy from the shared
+	// history. A node with nothing stored (a new or wiped data directory)
+	// copies them like the other nodes' lines.
+	HistoryStored bool
+	Logger        *slog.Logger
 }
 
 // Defaults of Options.
@@ -116,6 +122,7 @@ type Link struct {
 	boot   string
 	prefix string
 	keep   time.Duration
+	stored bool // Options.HistoryStored
 	log    *slog.Logger
 
 	orderWait   time.Duration
@@ -179,6 +186,7 @@ func Dial(o Options) (*Link, error) {
 		boot:   rand.Text()[:16],
 		prefix: o.Prefix,
 		keep:   o.HistoryKeep,
+		stored: o.HistoryStored,
 		log:    o.Logger.With("node", o.Node),
 
 		orderWait:   o.OrderWait,
