@@ -447,7 +447,8 @@ func serve(ctx context.Context, o serveOptions, reload <-chan struct{}, log *slo
 	var shared *cluster.SharedSanctions
 	if o.nats != "" {
 		link, err = cluster.Dial(cluster.Options{URLs: o.nats, CredsFile: o.natsCreds, Node: o.node, Prefix: o.natsPrefix,
-			QueueLen: o.natsLimits.QueueLen, HoldLen: o.natsLimits.HoldLen, OrderWait: o.natsLimits.OrderWait, CatchUpWait: o.natsLimits.CatchUpWait, HistoryKeep: cfg.HistoryKeep, Logger: log})
+			QueueLen: o.natsLimits.QueueLen, HoldLen: o.natsLimits.HoldLen, OrderWait: o.natsLimits.OrderWait, CatchUpWait: o.natsLimits.CatchUpWait, HistoryKeep: cfg.HistoryKeep,
+			HistoryStored: history.LastSeq() > 0, Logger: log})
 		if err != nil {
 			return err
 		}

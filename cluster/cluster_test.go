@@ -2,13 +2,15 @@ package cluster
 
 import (
 	"fmt"
-
-	"github.com/sshchat-dev/sshchat/keys"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sshchat-dev/sshchat/keys"
+	"github.com/sshchat-dev/sshchat/sshchat"
 )
 
 // threeNodes starts nodes n1, n2 and n3 with alice on n1, bob on n2 and
@@ -269,4 +271,31 @@ func TestModerationIsShared(t *testing.T) {
 	alice.skipUntil("carol: I can speak")
 	n2.join(bobKey)
 	alice.expect("bob has arrived")
+}
+
+// unusedRoom is a Room for a link that must not get as far as handing it
+// anything.
+type unusedRoom struct{ t *testing.T }
+
+func (r unusedRoom) FromPeer(ev sshchat.PeerEvent)      { r.t.Errorf("handed %+v", ev) }
+func (r unusedRoom) PeerLink(up bool)                   { r.t.Errorf("told the link is up: %v", up) }
+func (unusedRoom) SharedHistory(string) (uint64, error) { return 0, nil }
+
+// A node needs NATS when it starts, and says so; outages after that are
+// ridden out (TestNATSOutage).
+func TestStartNeedsNATS(t *testing.T) {
+	ns := startNATS(t)
+	ns.stop()
+	link, err := Dial(Options{URLs: ns.url(), Node: "n1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer link.Close()
+	const want = "must be, with JetStream, when a node starts"
+	if _, err := link.ShareModeration(keys.NewModerationStore(filepath.Join(t.TempDir(), "moderation.json"), nil)); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("ShareModeration without NATS: %v, want an error saying %q", err, want)
+	}
+	if err := link.Start(unusedRoom{t}); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("Start without NATS: %v, want an error saying %q", err, want)
+	}
 }

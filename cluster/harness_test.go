@@ -296,25 +296,29 @@ type nodeOptions struct {
 	nats  string // the NATS URL, if not the cluster's server (a proxy)
 	keep  time.Duration
 	watch bool // keep what the link hands the room in node.handed
+	// logged, if not nil, gets each line the node logs; a line that
+	// finds it full is dropped.
+	logged chan<- string
 }
 
 // startWith runs a node called name as o says.
 func (c *cluster) startWith(name string, o nodeOptions) *node {
 	t := c.t
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(testWriter{t, name}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	link, err := Dial(Options{URLs: cmp.Or(o.nats, c.nats.url()), Node: name, HistoryKeep: o.keep, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
+	log := slog.New(slog.NewTextHandler(testWriter{t, name, o.logged}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	cfg := sshchat.DefaultConfig()
 	cfg.HistoryKeep = o.keep
 	var db *store.DB
+	var err error
 	if o.data != "" {
 		if db, err = store.Open(o.data, log); err != nil {
 			t.Fatal(err)
 		}
 		cfg.Store = db
+	}
+	link, err := Dial(Options{URLs: cmp.Or(o.nats, c.nats.url()), Node: name, HistoryKeep: o.keep, HistoryStored: db != nil && db.LastSeq() > 0, Logger: log})
+	if err != nil {
+		t.Fatal(err)
 	}
 	host := newSigner(t)
 	cfg.HostKey, cfg.Auth, cfg.Logger = host, c.allow, log
@@ -390,15 +394,41 @@ func (o operators) IsOp(name string) bool { return o[name] }
 
 func (operators) SetOp(string, bool) error { return errors.New("the test's operators are fixed") }
 
-// testWriter sends a node's logs to the test log, shown on failure.
+// testWriter sends a node's logs to the test log, shown on failure, and
+// to logged if it is not nil.
 type testWriter struct {
-	t    *testing.T
-	node string
+	t      *testing.T
+	node   string
+	logged chan<- string
 }
 
 func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Logf("%s: %s", w.node, strings.TrimRight(string(p), "\n"))
+	line := strings.TrimRight(string(p), "\n")
+	w.t.Logf("%s: %s", w.node, line)
+	if w.logged != nil {
+		select {
+		case w.logged <- line:
+		default:
+		}
+	}
 	return len(p), nil
+}
+
+// waitLogged reads logged until a line contains msg, failing the test
+// after waitLimit.
+func waitLogged(t *testing.T, logged <-chan string, msg string) {
+	t.Helper()
+	timeout := time.After(waitLimit)
+	for {
+		select {
+		case line := <-logged:
+			if strings.Contains(line, msg) {
+				return
+			}
+		case <-timeout:
+			t.Fatalf("nothing logged with %q within %v", msg, waitLimit)
+		}
+	}
 }
 
 // chatter is one line-mode chat session.

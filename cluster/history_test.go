@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"regexp"
 	"slices"
 	"strings"
@@ -185,5 +186,152 @@ func TestCatchUpAfterANodeDied(t *testing.T) {
 	if len(alice.greeting) < 2 || !regexp.MustCompile(`^-!- 1 message since you left at [0-9 :-]+:$`).MatchString(alice.greeting[0]) ||
 		alice.greeting[1] != "bob: while alice was gone" {
 		t.Errorf("alice's greeting on n3 after n1 died under her: %q, want 1 message since she left, then it", alice.greeting)
+	}
+}
+
+// A NATS server that comes back without its store has lost the shared
+// history: the nodes make it again, read it from its start, and the room
+// is one again.
+func TestSharedHistoryLostWithTheNATSStore(t *testing.T) {
+	c := newCluster(t)
+	n1, n2 := c.start("n1", nil), c.start("n2", nil)
+	alice := n1.join(c.user("alice"))
+	bob := n2.join(c.user("bob"))
+	alice.expect("bob has arrived")
+	for _, line := range []string{"one", "two", "three"} {
+		alice.say(line)
+		bob.expect("alice: " + line)
+	}
+
+	c.nats.stop()
+	c.nats.dir = t.TempDir() // a restart without persistent storage
+	c.nats.start()
+	back := "-!- The link to the other nodes is back; messages reach the whole room again."
+	for _, u := range []*chatter{alice, bob} {
+		u.skipUntil(back)
+	}
+	waitForStream(t, c.nats.url(), "sshchat_history")
+	alice.say("after the restart")
+	bob.skipUntil("alice: after the restart")
+	bob.say("heard")
+	alice.skipUntil("bob: heard")
+}
+
+// waitForStream waits until the stream name exists on the NATS server at
+// url.
+func waitForStream(t *testing.T, url, name string) {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	created := make(chan *nats.Msg, 16)
+	sub, err := nc.ChanSubscribe("$JS.EVENT.ADVISORY.STREAM.CREATED."+name, created)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	if _, err := js.Stream(ctx, name); err == nil {
+		return
+	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Fatal(err)
+	}
+	select {
+	case <-created:
+	case <-ctx.Done():
+		t.Fatalf("the stream %s was not made again within %v", name, waitLimit)
+	}
+}
+
+// A node that read the shared history again (after a reconnect) leaves
+// no reader of it behind when it closes.
+func TestCloseLeavesNoReaderOfTheHistory(t *testing.T) {
+	c := newCluster(t)
+	n1 := c.start("n1", nil)
+	nc, err := nats.Connect(c.nats.url())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	created := make(chan *nats.Msg, 16)
+	sub, err := nc.ChanSubscribe("$JS.EVENT.ADVISORY.CONSUMER.CREATED.sshchat_history.*", created)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	n1.link.readHistoryAgain() // as a reconnect does
+	select {
+	case <-created:
+	case <-time.After(waitLimit):
+		t.Fatalf("n1 made no new reader of the shared history within %v", waitLimit)
+	}
+
+	n1.stop()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	stream, err := js.Stream(ctx, "sshchat_history")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := stream.CachedInfo().State.Consumers; n != 0 {
+		t.Errorf("the shared history has %d readers after its only node closed, want none", n)
+	}
+}
+
+// A node whose data was wiped, but which keeps its name, copies what its
+// former self said from the shared history: its history has no holes.
+func TestWipedNodeCopiesItsFormerLines(t *testing.T) {
+	c := newCluster(t)
+	n1 := c.startWith("n1", nodeOptions{data: t.TempDir()})
+	n2 := c.start("n2", nil)
+	alice := n1.join(c.user("alice"))
+	bob := n2.join(c.user("bob"))
+	alice.expect("bob has arrived")
+	alice.say("before the wipe")
+	bob.expect("alice: before the wipe")
+
+	n1.stop()
+	n1 = c.startWith("n1", nodeOptions{data: t.TempDir()})
+	bob.say("after")
+	carol := n1.join(c.user("carol"))
+	if got, want := carol.history("bob: after"), []string{"alice: before the wipe", "bob: after"}; !slices.Equal(got, want) {
+		t.Errorf("/history on the wiped n1 shows %q, want %q", got, want)
+	}
+}
+
+// A node that kept its data does not copy its own lines of earlier runs,
+// though no other node ever spoke (its position in the shared history
+// is 0).
+func TestRestartedNodeCopiesNotItsOwnLines(t *testing.T) {
+	c := newCluster(t)
+	data := t.TempDir()
+	n1 := c.startWith("n1", nodeOptions{data: data})
+	c.start("n2", nil)
+	alice := n1.join(c.user("alice"))
+	alice.say("only once")
+	alice.quit()
+
+	n1.stop()
+	n1 = c.startWith("n1", nodeOptions{data: data})
+	bob := n1.join(c.user("bob"))
+	if got, want := chatLines(bob.greeting), []string{"alice: only once"}; !slices.Equal(got, want) {
+		t.Errorf("a joiner of the restarted n1 was shown %q, want %q", got, want)
 	}
 }

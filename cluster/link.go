@@ -79,7 +79,13 @@ type Options struct {
 	// HistoryKeep is how long the shared history keeps a line: the
 	// nodes' -history-keep. 0 keeps them for ever.
 	HistoryKeep time.Duration
-	Logger      *slog.Logger
+	// HistoryStored says the node's own store held history when it
+	// started (store.DB.LastSeq > 0): it holds the lines the node said in
+	// earlier runs, which the node then does not copy from the shared
+	// history. A node with nothing stored (a new or wiped data directory)
+	// copies them like the other nodes' lines.
+	HistoryStored bool
+	Logger        *slog.Logger
 }
 
 // Defaults of Options.
@@ -116,6 +122,7 @@ type Link struct {
 	boot   string
 	prefix string
 	keep   time.Duration
+	stored bool // Options.HistoryStored
 	log    *slog.Logger
 
 	orderWait   time.Duration
@@ -139,8 +146,10 @@ type Link struct {
 }
 
 // Dial connects to NATS and returns a Link that queues what is published
-// until Start. It keeps reconnecting for ever; if no server answers at
-// first, it keeps trying in the background.
+// until Start. If no server answers at first, the connection keeps trying
+// in the background, but ShareModeration and Start need NATS, with
+// JetStream, reachable: they fail without it. Once they have succeeded,
+// the link rides out outages, reconnecting for ever.
 func Dial(o Options) (*Link, error) {
 	if o.Prefix == "" {
 		o.Prefix = DefaultPrefix
@@ -177,6 +186,7 @@ func Dial(o Options) (*Link, error) {
 		boot:   rand.Text()[:16],
 		prefix: o.Prefix,
 		keep:   o.HistoryKeep,
+		stored: o.HistoryStored,
 		log:    o.Logger.With("node", o.Node),
 
 		orderWait:   o.OrderWait,
@@ -232,15 +242,16 @@ func (l *Link) subject(name string) string { return l.prefix + "." + name }
 // Start subscribes to the other nodes' events and hands them to room. It
 // first hands it what the shared history holds after the room's position
 // in it (waiting up to Options.CatchUpWait), so call it before serving users.
+// It fails if NATS is not reachable.
 func (l *Link) Start(room Room) error {
 	msgs, err := l.subscribe(room)
 	if err != nil {
 		return err
 	}
 	// Once the server has the subscriptions, nothing said from now on is
-	// missed; if it is unreachable, they are made on reconnect.
+	// missed.
 	if err := l.nc.FlushTimeout(flushTimeout); err != nil {
-		l.log.Warn("cluster: NATS not reachable yet; joining the others once it is", "err", err)
+		return fmt.Errorf("cluster: NATS %s: %w", needNATS, err)
 	}
 	if err := l.followHistory(room, msgs); err != nil {
 		return err
@@ -289,7 +300,8 @@ func (l *Link) startReceiver(msgs <-chan *nats.Msg, history *historyFollower) {
 // Close.
 func (l *Link) receiver(msgs <-chan *nats.Msg, history *historyFollower, done chan<- struct{}) {
 	defer close(done)
-	defer history.sub.Unsubscribe()
+	// The reader of the moment: resubscribe replaces it.
+	defer func() { history.sub.Unsubscribe() }()
 	room := l.subject("room")
 	var retry *time.Timer
 	defer func() {
@@ -329,6 +341,10 @@ func (l *Link) readHistoryAgain() {
 
 // flushTimeout bounds a round trip to the NATS server.
 const flushTimeout = 2 * time.Second
+
+// needNATS says why a node that cannot reach NATS does not start: its
+// shared history and moderation are made and read then.
+const needNATS = "not reachable: it must be, with JetStream, when a node starts (later outages are ridden out)"
 
 // linkChanged tells the room, once, that the link went down or came back.
 func (l *Link) linkChanged(up bool, err error) {

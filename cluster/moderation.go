@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -29,7 +30,15 @@ import (
 // bucket wins over the node's file; a node whose bucket is empty seeds it.
 //
 // An edit of a node's file made outside chat (the sshchat CLI, or by hand)
-// is shared the same way once the node's watcher has reloaded it (Share).
+// is shared the same way once the node's watcher has reloaded it (Share),
+// unless another node changed the moderation since this node last applied
+// it: that change wins, is applied to the file then (a change refused
+// while the file was invalid arrives that way once it is repaired), and
+// the edit is logged as not shared. The node keeps what it last applied
+// or shared, so it tells an edit of the file from a file that holds the
+// shared moderation: a change from another node that overwrites an edit
+// not yet shared is logged so, and sharing a file that holds nothing new
+// writes nothing.
 //
 // If NATS cannot be reached, an edit is made on the node's file only, and
 // logged as not shared; the next edit anywhere, or a restart of the node,
@@ -57,6 +66,10 @@ type SharedSanctions struct {
 
 	mu      sync.Mutex // one edit or update at a time
 	applied uint64     // the bucket revision the file holds
+	// appliedData is the moderation last applied to the file or shared,
+	// encoded: what the file holds unless it was edited since. Nil until
+	// then.
+	appliedData []byte
 
 	stop    context.CancelFunc
 	stopped chan struct{}
@@ -64,7 +77,8 @@ type SharedSanctions struct {
 
 // ShareModeration opens (creating it if need be) the cluster's moderation
 // bucket and brings local in line with it, or seeds it from local if it is
-// empty. Call Follow to keep following it.
+// empty. Call Follow to keep following it. It fails if NATS is not
+// reachable.
 func (l *Link) ShareModeration(local Sanctions) (*SharedSanctions, error) {
 	js, err := jetstream.New(l.nc)
 	if err != nil {
@@ -80,6 +94,9 @@ func (l *Link) ShareModeration(local Sanctions) (*SharedSanctions, error) {
 		MaxBytes:    16 * keys.MaxModerationFileSize,
 	})
 	if err != nil {
+		if !l.nc.IsConnected() {
+			return nil, fmt.Errorf("cluster: moderation bucket %s: NATS %s: %w", bucket, needNATS, err)
+		}
 		return nil, fmt.Errorf("cluster: moderation bucket %s (is JetStream enabled on the NATS server?): %w", bucket, err)
 	}
 	s := &SharedSanctions{local: local, kv: kv, link: l}
@@ -94,11 +111,13 @@ func (l *Link) ShareModeration(local Sanctions) (*SharedSanctions, error) {
 		if err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
 			return nil, fmt.Errorf("cluster: seeding the moderation bucket: %w", err)
 		}
-		s.applied = rev // 0 if another node seeded it first: Follow applies theirs
+		s.applied, s.appliedData = rev, data // rev 0 if another node seeded it first: Follow applies theirs
 	case err != nil:
 		return nil, fmt.Errorf("cluster: reading the moderation bucket: %w", err)
 	default:
-		if err := s.apply(entry); err != nil {
+		// At start-up the bucket wins: nothing was shared yet to tell
+		// an edit by.
+		if _, err := s.apply(entry); err != nil {
 			return nil, err
 		}
 	}
@@ -167,7 +186,7 @@ func (s *SharedSanctions) editOnce(fn func(*keys.Moderation) error) (*keys.Moder
 	case err != nil:
 		s.link.log.Error("cluster: moderation changed on this node only: writing the shared copy failed", "err", err)
 	default:
-		s.applied = rev
+		s.applied, s.appliedData = rev, data
 	}
 	return m, nil
 }
@@ -176,8 +195,9 @@ func (s *SharedSanctions) editOnce(fn func(*keys.Moderation) error) (*keys.Moder
 // the sshchat CLI in another process) into the shared moderation; main
 // calls it when the file's watcher reloads such an edit. It writes the
 // bucket only if nobody has written it since this node last applied it:
-// otherwise that newer change wins, and reaches the file as every change
-// from another node does, and the edit is logged as not shared.
+// otherwise that newer change wins and is applied to the file now (it may
+// have been refused while the file was invalid, and would not come again),
+// and the edit is logged as not shared.
 func (s *SharedSanctions) Share() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -188,19 +208,58 @@ func (s *SharedSanctions) Share() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
 	defer cancel()
+	entry, err := s.kv.Get(ctx, moderationKey)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		entry = nil
+	case err != nil:
+		s.link.log.Error("cluster: the edit of the moderation file is not shared: NATS is unreachable; "+
+			"the shared moderation wins at the next change or restart, so make the edit again", "err", err)
+		return
+	}
+	if entry != nil && entry.Revision() > s.applied {
+		s.applyNewer(entry)
+		return
+	}
+	if bytes.Equal(data, s.appliedData) {
+		return // the file holds what was applied or shared last: nothing to share
+	}
 	var rev uint64
-	if s.applied == 0 {
+	if entry == nil {
 		rev, err = s.kv.Create(ctx, moderationKey, data)
 	} else {
-		rev, err = s.kv.Update(ctx, moderationKey, data, s.applied)
+		rev, err = s.kv.Update(ctx, moderationKey, data, entry.Revision())
+	}
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
+		// Another node wrote in between: its change wins.
+		if entry, err2 := s.kv.Get(ctx, moderationKey); err2 == nil && entry.Revision() > s.applied {
+			s.applyNewer(entry)
+			return
+		}
 	}
 	if err != nil {
 		s.link.log.Error("cluster: the edit of the moderation file is not shared: another node changed the moderation meanwhile, or NATS is unreachable; "+
 			"the shared moderation wins at the next change or restart, so make the edit again", "err", err)
 		return
 	}
-	s.applied = rev
+	s.applied, s.appliedData = rev, data
 	s.link.log.Info("cluster: edit of the moderation file shared with the other nodes", "revision", rev)
+}
+
+// applyNewer applies to the file, for Share, a change another node made
+// since the file was last applied or shared.
+func (s *SharedSanctions) applyNewer(entry jetstream.KeyValueEntry) {
+	overwrote, err := s.apply(entry)
+	switch {
+	case err != nil:
+		s.link.log.Error("cluster: the edit of the moderation file is not shared, and another node's newer change cannot be applied to it",
+			"revision", entry.Revision(), "err", err)
+	case overwrote:
+		s.link.log.Warn("cluster: the edit of the moderation file is not shared: another node changed the moderation meanwhile, and its change "+
+			"replaced the file's content; make the edit again", "revision", entry.Revision())
+	default:
+		s.link.log.Info("cluster: applied a change another node made to the moderation", "revision", entry.Revision())
+	}
 }
 
 // Follow applies every change another node makes to the shared
@@ -229,11 +288,15 @@ func (s *SharedSanctions) Follow(changed func()) error {
 					continue // nil: the current value has been sent
 				}
 				s.mu.Lock()
-				err := s.apply(entry)
+				overwrote, err := s.apply(entry)
 				s.mu.Unlock()
 				if err != nil {
 					s.link.log.Error("cluster: moderation from another node refused", "revision", entry.Revision(), "err", err)
 					continue
+				}
+				if overwrote {
+					s.link.log.Warn("cluster: an edit of the moderation file not yet shared was overwritten by another node's change; make it again",
+						"revision", entry.Revision())
 				}
 				if changed != nil {
 					changed()
@@ -245,23 +308,34 @@ func (s *SharedSanctions) Follow(changed func()) error {
 }
 
 // apply makes the node's file hold entry, if it is newer than what it
-// holds.
-func (s *SharedSanctions) apply(entry jetstream.KeyValueEntry) error {
+// holds. It reports whether that replaced an edit of the file that was
+// not shared.
+func (s *SharedSanctions) apply(entry jetstream.KeyValueEntry) (overwrote bool, err error) {
 	if entry.Revision() <= s.applied {
-		return nil
+		return false, nil
 	}
 	shared, err := decodeModeration(entry.Value())
 	if err != nil {
-		return err
+		return false, err
 	}
-	if _, err := s.local.Edit(func(m *keys.Moderation) error {
+	m, err := s.local.Edit(func(m *keys.Moderation) error {
+		// What the file holds now, read from disk: an edit the watcher
+		// has not reloaded yet counts.
+		if s.appliedData != nil {
+			data, err := encodeModeration(m)
+			overwrote = err != nil || !bytes.Equal(data, s.appliedData)
+		}
 		replaceModeration(m, shared)
 		return nil
-	}); err != nil {
-		return fmt.Errorf("cluster: applying the shared moderation: %w", err)
+	})
+	if err != nil {
+		return false, fmt.Errorf("cluster: applying the shared moderation: %w", err)
 	}
 	s.applied = entry.Revision()
-	return nil
+	if s.appliedData, err = encodeModeration(m); err != nil {
+		s.appliedData = nil // Share then compares with nothing, and shares
+	}
+	return overwrote, nil
 }
 
 // Close stops following the shared moderation.
