@@ -18,6 +18,7 @@ import (
 	"time"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"go.uber.org/goleak"
 	gossh "golang.org/x/crypto/ssh"
 
@@ -201,6 +202,18 @@ func newCluster(t *testing.T) *cluster {
 }
 
 // user registers a new key under name.
+// connect returns a plain NATS connection to the cluster's server, closed
+// when the test ends: the test's own view of the traffic.
+func (c *cluster) connect() *nats.Conn {
+	c.t.Helper()
+	nc, err := nats.Connect(c.nats.url())
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(nc.Close)
+	return nc
+}
+
 func (c *cluster) user(name string) gossh.Signer {
 	s := newSigner(c.t)
 	c.allow.mu.Lock()

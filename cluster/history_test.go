@@ -142,22 +142,8 @@ func TestCatchUpAcrossNodes(t *testing.T) {
 func TestSharedHistoryKeepsWhatTheNodesKeep(t *testing.T) {
 	c := newCluster(t)
 	c.startWith("n1", nodeOptions{keep: 48 * time.Hour})
-	nc, err := nats.Connect(c.nats.url())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
-	defer cancel()
-	stream, err := js.Stream(ctx, "sshchat_history")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := stream.CachedInfo().Config
+	nc := c.connect()
+	cfg := historyStream(t, nc).Config
 	if cfg.MaxAge != 48*time.Hour || !slices.Equal(cfg.Subjects, []string{"sshchat.room"}) || cfg.Discard != jetstream.DiscardOld {
 		t.Errorf("stream keeps %v of %q, discarding %v; want 48h of sshchat.room, discarding the oldest", cfg.MaxAge, cfg.Subjects, cfg.Discard)
 	}
@@ -258,11 +244,7 @@ func waitForStream(t *testing.T, url, name string) {
 func TestCloseLeavesNoReaderOfTheHistory(t *testing.T) {
 	c := newCluster(t)
 	n1 := c.start("n1", nil)
-	nc, err := nats.Connect(c.nats.url())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc := c.connect()
 	created := make(chan *nats.Msg, 16)
 	sub, err := nc.ChanSubscribe("$JS.EVENT.ADVISORY.CONSUMER.CREATED.sshchat_history.*", created)
 	if err != nil {
@@ -280,17 +262,7 @@ func TestCloseLeavesNoReaderOfTheHistory(t *testing.T) {
 	}
 
 	n1.stop()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
-	defer cancel()
-	stream, err := js.Stream(ctx, "sshchat_history")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n := stream.CachedInfo().State.Consumers; n != 0 {
+	if n := historyStream(t, nc).State.Consumers; n != 0 {
 		t.Errorf("the shared history has %d readers after its only node closed, want none", n)
 	}
 }
@@ -334,4 +306,20 @@ func TestRestartedNodeCopiesNotItsOwnLines(t *testing.T) {
 	if got, want := chatLines(bob.greeting), []string{"alice: only once"}; !slices.Equal(got, want) {
 		t.Errorf("a joiner of the restarted n1 was shown %q, want %q", got, want)
 	}
+}
+
+// historyStream returns what the NATS server says of the shared history.
+func historyStream(t *testing.T, nc *nats.Conn) *jetstream.StreamInfo {
+	t.Helper()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	stream, err := js.Stream(ctx, "sshchat_history")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stream.CachedInfo()
 }

@@ -6,7 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nats-io/nats.go"
 
 	"github.com/sshchat-dev/sshchat/sshchat"
 )
@@ -56,15 +55,12 @@ func TestHostileMessagesFromNATS(t *testing.T) {
 	c := newCluster(t)
 	n1 := c.start("n1", nil)
 	alice := n1.join(c.user("alice"))
-	stranger, err := nats.Connect(c.nats.url())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stranger.Close()
+	stranger := c.connect()
 	send := func(subject string, v any) {
 		t.Helper()
 		data, ok := v.([]byte)
 		if !ok {
+			var err error
 			if data, err = json.Marshal(v); err != nil {
 				t.Fatal(err)
 			}
