@@ -6,7 +6,6 @@ import (
 	"strings"
 	"testing"
 
-
 	"github.com/sshchat-dev/sshchat/sshchat"
 )
 
