@@ -74,3 +74,26 @@ func TestHeldEventsAreBounded(t *testing.T) {
 	gs.open()
 	expectEvents(t, bob, "carol: x", "d1 has arrived", "d2 has arrived", "d3 has arrived", "d4 has arrived")
 }
+
+// A store that stalls makes the room refuse users' new lines, and say so,
+// once as many are on their way as half a queue: when the store is back,
+// the lines and what they held fit every queue, and nobody is dropped.
+func TestStalledStoreRefusesNewLines(t *testing.T) {
+	r, gs := newGatedRoom(t, roomOptions{history: 20, catchup: 100, queue: 8})
+	bob := enter(t, r, "bob", 8)
+	expectEvents(t, bob, welcome("bob", "bob"))
+	carol := enter(t, r, "carol", 8)
+	expectEvents(t, bob, "carol has arrived")
+	expectEvents(t, carol, welcome("carol", "bob", "carol"))
+
+	r.say(message{from: carol, text: "l1"})
+	<-gs.entered
+	for _, text := range []string{"l2", "l3", "l4", "l5"} {
+		r.say(message{from: carol, text: text})
+	}
+	expectEvents(t, carol, "-!- The server is busy saving messages; that line was not sent. Try again in a moment.")
+	gs.open()
+	expectEvents(t, bob, "carol: l1", "carol: l2", "carol: l3", "carol: l4")
+	r.say(message{from: carol, text: "l6"}) // the store has caught up
+	expectEvents(t, bob, "carol: l6")
+}

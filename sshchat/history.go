@@ -50,8 +50,9 @@ type history struct {
 	published []publication
 	// held is what was sent while public messages were on their way to
 	// the store, to follow them: "alice has left" after alice's last line.
-	held     []heldEvent
-	heldFull bool // a client held all it may: said once until held empties
+	held       []heldEvent
+	heldFull   bool // a client held all it may: said once until held empties
+	behindSaid bool // storeBehind was logged, and has not caught up since
 	// toLog hands published messages to the history logger; nil without a
 	// store.
 	toLog func([]publication)
@@ -160,6 +161,22 @@ type heldEvent struct {
 	cli   *client
 	ev    *event
 	after uint64
+}
+
+// storeBehind reports whether so many public messages are on their way to
+// the store (a stalled disk) that, with what they hold back, they would
+// fill the clients' queues when they come: users' new lines are then
+// refused, and said so, rather than left to pile up and have every client
+// dropped as too slow once the disk is back. Logged once per stall.
+func (st *state) storeBehind() bool {
+	behind := st.opts.stored != nil && st.opts.queue > 0 && st.seq-st.shown >= uint64(max(st.opts.queue/2, 1))
+	if behind && !st.behindSaid {
+		st.behindSaid = true
+		st.log.Warn("history: the store is behind; users' new lines are refused until it catches up", "on_their_way", st.seq-st.shown)
+	} else if !behind {
+		st.behindSaid = false
+	}
+	return behind
 }
 
 // hold keeps ev for cli until the public messages published so far have

@@ -221,6 +221,7 @@ func New(cfg Config) (*Server, error) {
 		peers:       cfg.Peers,
 		peerTTL:     cfg.PeerTTL,
 		maxLine:     cfg.MaxLine,
+		queue:       cfg.QueueLen,
 	}
 	opts.directory, _ = cfg.Auth.(UserDirectory)
 	if cfg.Store != nil {

@@ -53,6 +53,7 @@ type roomOptions struct {
 	peers      Peers         // nil: this node is alone
 	peerTTL    time.Duration // how long another node may stay silent
 	maxLine    int           // bytes in a line from another node, at most
+	queue      int           // events a client's queue holds
 }
 
 // housekeepingEvery is how often the broadcaster does its housekeeping.
@@ -376,6 +377,11 @@ func (st *state) say(cli *client, kind eventKind, text string) {
 		st.notify(cli, "You are muted"+sanctionDetails(m)+"; that line was not sent. You can still read.")
 		return
 	}
+	if st.storeBehind() {
+		// Answered at once, not held behind the lines being stored.
+		st.enqueue(cli, noticeEvent("The server is busy saving messages; that line was not sent. Try again in a moment."))
+		return
+	}
 	st.publish(st.newEvent(kind, cli.name, text), cli)
 	peerKind := PeerSay
 	if kind == eventAction {
@@ -404,6 +410,8 @@ func (st *state) post(cli *client, text string) (why string) {
 	case u.lines != nil && !u.lines.Allow():
 		st.opts.metrics.rateLimit()
 		return "over the rate limit"
+	case st.storeBehind():
+		return "the server is busy saving messages; try again in a moment"
 	}
 	u.lastActive = st.now()
 	st.publish(st.newEvent(eventChat, cli.name, text), nil)
