@@ -109,21 +109,35 @@ func keysList(files accessFiles, _ []string, _ io.Reader, stdout, stderr io.Writ
 }
 
 // keysRemove removes a user or, given a fingerprint, one key: a name
-// cannot contain ':', so the two cannot be confused.
+// cannot contain ':', so the two cannot be confused. A user left without a
+// key is taken off the operators file too: whoever is given the name next
+// must not inherit the role.
 func keysRemove(files accessFiles, args []string, _ io.Reader, stdout, _ io.Writer) error {
+	var name string
 	if strings.HasPrefix(args[0], "SHA256:") {
 		e, err := keys.RemoveFingerprint(files.keys, args[0])
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "removed %s\n", keys.Describe(e))
-		return nil
+		name = e.Name
+	} else {
+		removed, err := keys.Remove(files.keys, args[0])
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "removed %d key(s) for %s\n", len(removed), removed[0].Name)
+		name = removed[0].Name
 	}
-	removed, err := keys.Remove(files.keys, args[0])
-	if err != nil {
+	if s, err := keys.Load(files.keys); err != nil || s.HasUser(name) {
 		return err
 	}
-	fmt.Fprintf(stdout, "removed %d key(s) for %s\n", len(removed), removed[0].Name)
+	switch err := keys.RemoveOp(files.ops, name); {
+	case err == nil:
+		fmt.Fprintf(stdout, "%s is no longer an operator: they have no key left\n", name)
+	case !errors.Is(err, keys.ErrNoSuchUser):
+		return fmt.Errorf("%s has no key left, but is still an operator: %w", name, err)
+	}
 	return nil
 }
 

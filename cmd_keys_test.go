@@ -372,3 +372,23 @@ func TestKeysListInvalidFile(t *testing.T) {
 		t.Errorf("keys list = %d, stdout %q, stderr\n%q\nwant 1, nothing,\n%q", code, stdout, stderr, want)
 	}
 }
+
+// A user whose last key goes is no longer an operator: whoever is given
+// the name next must not inherit the role.
+func TestKeysRemoveLastKeyDropsOperator(t *testing.T) {
+	dir := t.TempDir()
+	env := map[string]string{"SSHCHAT_KEYS": filepath.Join(dir, "allowed_keys"), "SSHCHAT_OPS": filepath.Join(dir, "ops")}
+	laptop, laptopPub := keysTestKey(t, "alice@laptop")
+	desktop, desktopPub := keysTestKey(t, "alice@desktop")
+	runSteps(t, []cliStep{
+		{env, laptopPub, []string{"keys", "add", "alice"}, describe("alice", "alice@laptop", laptop)},
+		{env, desktopPub, []string{"keys", "add", "alice"}, describe("alice", "alice@desktop", desktop)},
+		{env, "", []string{"ops", "add", "alice"}, "alice is now an operator\n"},
+		// One key left: still alice, still an operator.
+		{env, "", []string{"keys", "remove", ssh.FingerprintSHA256(laptop)}, "removed " + describe("alice", "alice@laptop", laptop)},
+		{env, "", []string{"ops", "list"}, "alice\n"},
+		{env, "", []string{"keys", "remove", ssh.FingerprintSHA256(desktop)},
+			"removed " + describe("alice", "alice@desktop", desktop) + "alice is no longer an operator: they have no key left\n"},
+		{env, "", []string{"ops", "list"}, ""},
+	})
+}
