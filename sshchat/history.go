@@ -102,6 +102,22 @@ func (h *history) remember(ev *event) {
 	h.recent = append(h.recent, ev)
 }
 
+// forgetExpired forgets the recent messages older than the room keeps
+// them, as the store prunes them: a server that runs for weeks must not
+// show in /history what the store no longer holds.
+func (h *history) forgetExpired(keep time.Duration, now time.Time) {
+	if keep == 0 {
+		return
+	}
+	cutoff := now.Add(-keep)
+	i := 0
+	for i < len(h.recent) && h.recent[i].at.Before(cutoff) {
+		i++
+	}
+	clear(h.recent[:i])
+	h.recent = h.recent[i:]
+}
+
 // last returns the newest n recent messages, and those after seq.
 func (h *history) last(n int) []*event { return h.recent[max(len(h.recent)-n, 0):] }
 

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -479,4 +480,24 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// A server that runs longer than it keeps history forgets, in memory too,
+// what the store prunes: /history and the replay show none of it.
+func TestRecentMessagesExpire(t *testing.T) {
+	var clock atomic.Int64
+	clock.Store(testTime.UnixNano())
+	r := newRoom(roomOptions{history: 20, catchup: 100, keep: 24 * time.Hour}, func() time.Time { return time.Unix(0, clock.Load()).UTC() })
+	t.Cleanup(func() { r.close("bye") })
+	carol := enter(t, r, "carol", 64)
+	expectEvents(t, carol, welcome("carol", "carol"))
+	r.say(message{from: carol, text: "yesterday's news"})
+	r.do(func(*state) {}) // said
+
+	clock.Add(int64(25 * time.Hour))
+	r.do(func(st *state) { st.housekeeping() })
+	bob := enter(t, r, "bob", 64)
+	expectEvents(t, bob, welcome("bob", "bob", "carol"))
+	r.say(message{from: bob, text: "/history"})
+	expectEvents(t, bob, "-!- No messages yet.")
 }

@@ -222,6 +222,7 @@ func New(cfg Config) (*Server, error) {
 		peerTTL:     cfg.PeerTTL,
 		maxLine:     cfg.MaxLine,
 		queue:       cfg.QueueLen,
+		keep:        cfg.HistoryKeep,
 	}
 	opts.directory, _ = cfg.Auth.(UserDirectory)
 	if cfg.Store != nil {

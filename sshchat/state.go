@@ -54,6 +54,7 @@ type roomOptions struct {
 	peerTTL    time.Duration // how long another node may stay silent
 	maxLine    int           // bytes in a line from another node, at most
 	queue      int           // events a client's queue holds
+	keep       time.Duration // how long public messages are shown; 0 = for ever
 }
 
 // housekeepingEvery is how often the broadcaster does its housekeeping.
@@ -231,6 +232,7 @@ func (st *state) housekeeping() {
 	st.saveSharedPosition(false)
 	st.announceSummaries()
 	now := st.now()
+	st.forgetExpired(st.opts.keep, now)
 	for name, u := range st.users {
 		switch {
 		case u.refused > 0 && now.Sub(u.toldAt) >= time.Second:
